@@ -1,0 +1,364 @@
+"""Layer ids from the module tree of any ``nn.Module``.
+
+Nearly every deep network is "stem, a sequence of repeated blocks, head". This module finds the
+repeated blocks from the module hierarchy alone and numbers them:
+
+1. A *stack* is a container (``ModuleList``, ``Sequential``, ``ModuleDict``) whose
+   parameter-holding children are all composite (they have parameter-holding submodules) and at
+   least two of them share a class; a ``ModuleList`` holding a single block is a stack too (a
+   model configured with one layer). Consecutive sibling attributes of one class that are
+   themselves blocks of blocks or stacks (ResNet's ``layer1..4``, RegNet's ``s1..s4``) form a
+   stack as well.
+2. Sibling ``ModuleList`` s of equal length where one or more are much smaller than the largest
+   run *index by index*: ``downsample_layers[i]`` before ``stages[i]`` (official ConvNeXt),
+   ``layer_norm1[i]`` beside ``attentions[i]`` and ``ffns[i]`` (XLM).
+3. A block that is mostly (by parameter count) a stack of blocks, itself or through a direct
+   child (a Swin or ConvNeXt stage: a downsample plus a list of blocks), is split into those
+   blocks, recursively.
+4. A stack far smaller than the largest one (a conv stem written as a ``Sequential`` of
+   conv-norm units, a feature-encoder front end, a detection neck) is not part of the trunk.
+5. Blocks get ids ``1..N`` in the order they run, which is the order of registration (with the
+   index-by-index interleaving of rule 2). Parameters outside every block go to 0 when they run
+   before the first block (stem, embeddings, tokens), to ``N + 1`` after the last one (final
+   norm, pooler, head), and in between to the neighbouring block they share the longer module
+   path with (a stage's downsample joins the stage's first block, an encoder's final norm its
+   last block; on a tie, the next block).
+
+The frame always has ``N + 2`` ids, with or without stem and head parameters, so a model built
+without a classifier keeps the scales it has with one. A model without any stack (a plain MLP)
+gets one id per parameter-owning module, in order. A module used under several paths (weight
+sharing) has one id, and the map says so in its notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from typing import Iterator
+
+from torch import nn
+
+from ..core.layer_map import LayerMap
+
+logger = logging.getLogger(__name__)
+
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+#: A block whose inner blocks hold at least this share of its elements is split into them.
+_SPLIT_SHARE = 0.5
+#: A stack holding less than this share of the largest stack's elements is not trunk.
+_MIN_STACK_SHARE = 0.05
+#: Of equal-length sibling lists, one this much smaller than the largest is a per-index companion.
+_COMPANION_SHARE = 0.25
+
+Unit = tuple[str, ...]  # module paths that together form one block
+Child = tuple[str, nn.Module]
+
+
+def structural_layer_map(model: nn.Module) -> LayerMap:
+    """Layer ids for every parameter of ``model`` from its module hierarchy alone.
+
+    Example:
+        >>> from torch import nn
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 4)
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embed = nn.Linear(4, 4)
+        ...         self.blocks = nn.ModuleList(Block() for _ in range(2))
+        ...         self.head = nn.Linear(4, 2)
+        >>> lm = structural_layer_map(Net())
+        >>> {name: lm.ids[name] for name in ["embed.weight", "blocks.0.fc2.bias", "blocks.1.fc1.weight", "head.bias"]}
+        {'embed.weight': 0, 'blocks.0.fc2.bias': 1, 'blocks.1.fc1.weight': 2, 'head.bias': 3}
+        >>> lm.num_layers
+        4
+    """
+    tree = _Tree(model)
+    stacks = tree.walk(model, "")
+    notes = list(tree.shared_notes(model))
+    sizes = [tree.size(stack) for stack in stacks]
+    units = [unit for stack, size in zip(stacks, sizes) if size >= _MIN_STACK_SHARE * max(sizes) for unit in stack]
+    if not units:
+        return _module_order_map(model, notes)
+    ids = _number(tree.execution_order(), units)
+    total = tree.numel[""]
+    covered = sum(tree.numel[p] for unit in units for p in unit)
+    if total and covered < 0.5 * total:
+        notes.append(
+            f"the {len(units)} repeated blocks found hold only {covered / total:.0%} of the parameters; "
+            "the rest is split between the stem (id 0) and the head"
+        )
+    return LayerMap(ids, len(units) + 2, tuple(notes))
+
+
+class _Tree:
+    """The module tree with parameter counts below every module path, computed once.
+
+    Paths are counted with the names ``named_parameters()`` reports, so a module reachable under
+    two paths (shared) has parameters only under its first path and is skipped at the others.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names: list[str] = []
+        self.count: dict[str, int] = defaultdict(int)
+        self.numel: dict[str, int] = defaultdict(int)
+        for name, param in model.named_parameters():
+            self.names.append(name)
+            size = param.numel()
+            for path in _parents(name):
+                self.count[path] += 1
+                self.numel[path] += size
+        self.interleaved: list[list[str]] = []  # element paths of aligned lists, in run order
+
+    def size(self, stack: list[Unit]) -> int:
+        return sum(self.numel[p] for unit in stack for p in unit)
+
+    def children(self, module: nn.Module, path: str) -> list[Child]:
+        """The parameter-holding children of ``module``, in registration order."""
+        found = []
+        for key, child in module._modules.items():
+            child_path = f"{path}.{key}" if path else key
+            if child is not None and self.count.get(child_path, 0):
+                found.append((child_path, child))
+        return found
+
+    def composite(self, path: str, module: nn.Module) -> bool:
+        """A module with parameter-holding submodules, unless it wraps a single layer
+        (PEFT's LoRA layers keep the wrapped layer as ``base_layer``)."""
+        if isinstance(getattr(module, "base_layer", None), nn.Module):
+            return False
+        return bool(self.children(module, path))
+
+    def is_stack(self, path: str, module: nn.Module) -> bool:
+        if not isinstance(module, _CONTAINERS):
+            return False
+        children = self.children(module, path)
+        if not children or not all(self.composite(p, c) for p, c in children):
+            return False
+        most_common = Counter(type(c) for _, c in children).most_common(1)[0][1]
+        return most_common >= 2 or (isinstance(module, nn.ModuleList) and len(children) == 1)
+
+    def run_member(self, path: str, module: nn.Module, in_container: bool) -> bool:
+        """Can this child be one of a run of sibling blocks?
+
+        Items of a container are in sequence by construction: any composite item qualifies.
+        Attributes are weaker evidence: a member must be a stack (if it is a plain container)
+        or a block of blocks, so that two conv-norm pairs side by side inside a block are not
+        taken for blocks.
+        """
+        if in_container:
+            return self.composite(path, module)
+        if isinstance(module, _CONTAINERS):
+            return self.is_stack(path, module)
+        return any(self.composite(p, c) for p, c in self.children(module, path))
+
+    def runs(self, children: list[Child], in_container: bool = False) -> list[list[Child]]:
+        """Maximal runs (length >= 2) of consecutive run members of one kind."""
+        runs, current = [], []
+        for path, child in children:
+            if not self.run_member(path, child, in_container):
+                current = _close(runs, current)
+                continue
+            if current and self.kind(path, child) != self.kind(*current[-1]):
+                current = _close(runs, current)
+            current.append((path, child))
+        _close(runs, current)
+        return runs
+
+    def aligned_lists(self, children: list[Child]) -> list[list[Child]]:
+        """Groups of sibling ModuleLists of equal length that run index by index.
+
+        Equal length alone does not mean that (CoaT's four stages, an encoder and a decoder of
+        equal depth run one after the other). The sign is a companion: a list of a different
+        kind of item (per-stage downsamples, per-layer norms) much smaller than a list of blocks.
+        """
+        by_length: dict[int, list[Child]] = defaultdict(list)
+        for path, child in children:
+            if isinstance(child, nn.ModuleList) and len(child) >= 2:
+                by_length[len(child)].append((path, child))
+        groups = []
+        for lists in by_length.values():
+            stacks = [(p, c) for p, c in lists if self.is_stack(p, c)]
+            if len(lists) < 2 or not stacks:
+                continue
+            main_path, main = max(stacks, key=lambda pc: self.numel[pc[0]])
+            main_kind = self.item_kind(main_path, main)
+            if any(
+                self.numel[p] < _COMPANION_SHARE * self.numel[main_path] and self.item_kind(p, c) != main_kind
+                for p, c in lists
+            ):
+                groups.append(lists)
+        return groups
+
+    def item_kind(self, path: str, items: nn.ModuleList) -> set:
+        """What a list holds: the classes of its items, looking inside plain containers."""
+        return {self.kind(p, c) for p, c in self.children(items, path)}
+
+    def kind(self, path: str, module: nn.Module) -> object:
+        """The class of a module; for a plain container, its class and what it holds."""
+        if isinstance(module, _CONTAINERS):
+            return type(module), frozenset(self.kind(p, c) for p, c in self.children(module, path))
+        return type(module)
+
+    def walk(self, module: nn.Module, path: str) -> list[list[Unit]]:
+        """The stacks below a module that is not inside a block, in order, each a list of units."""
+        children = self.children(module, path)
+        if self.is_stack(path, module):
+            return [[unit for p, c in children for unit in self.expand(c, p)]]
+        stacks_at: dict[str, list[Unit]] = {}
+        taken: set[str] = set()
+        for lists in self.aligned_lists(children):
+            stacks_at[lists[0][0]] = self.interleave(lists)
+            taken.update(p for p, _ in lists)
+        for run in self.runs([c for c in children if c[0] not in taken], isinstance(module, _CONTAINERS)):
+            stacks_at[run[0][0]] = [unit for p, c in run for unit in self.expand(c, p)]
+            taken.update(p for p, _ in run)
+        stacks: list[list[Unit]] = []
+        for p, c in children:
+            if p in stacks_at:
+                stacks.append(stacks_at[p])
+            elif p not in taken:
+                stacks += self.walk(c, p)
+        return stacks
+
+    def interleave(self, lists: list[Child]) -> list[Unit]:
+        """Units of index-aligned lists. With one large list its items are expanded into blocks
+        and the companions' items become loose parameters that run just before or after them;
+        with several large lists (XLM's attentions and ffns) item ``i`` of every list is one unit."""
+        largest = max(self.numel[p] for p, _ in lists)
+        large = [p for p, _ in lists if self.numel[p] >= _COMPANION_SHARE * largest]
+        rows = list(zip(*([(f"{p}.{key}", item) for key, item in c._modules.items()] for p, c in lists)))
+        self.interleaved.append([path for row in rows for path, _ in row])
+        units: list[Unit] = []
+        for row in rows:
+            present = [(path, item) for path, item in row if self.count.get(path)]
+            if len(large) == 1:
+                units += [u for path, item in present if path.startswith(large[0] + ".") for u in self.expand(item, path)]
+            elif present:
+                units.append(tuple(path for path, _ in present))
+        return units
+
+    def expand(self, block: nn.Module, path: str) -> list[Unit]:
+        """A block as one unit, or split into its inner blocks when they hold most of it."""
+        children = self.children(block, path)
+        if self.is_stack(path, block):
+            return [unit for p, c in children for unit in self.expand(c, p)]
+        inner: dict[str, list[Child]] = {}
+        for p, c in children:
+            if self.is_stack(p, c):
+                inner[p] = self.children(c, p)
+        runs = self.runs(children)
+        if len(runs) == 1 and len(runs[0]) == len(children):  # the block is only a row of blocks
+            inner.update((p, [(p, c)]) for p, c in runs[0])
+        if not inner or sum(self.numel[p] for p in inner) < _SPLIT_SHARE * self.numel[path]:
+            return [(path,)]
+        return [unit for p, _ in children if p in inner for q, c in inner[p] for unit in self.expand(c, q)]
+
+    def execution_order(self) -> list[str]:
+        """Parameter names in the order they run: registration order, except that the items of
+        index-aligned lists are interleaved (``a.0``, ``b.0``, ``a.1``, ``b.1``, ...)."""
+        rank = {item: (g, r) for g, items in enumerate(self.interleaved) for r, item in enumerate(items)}
+        anchor: dict[int, int] = {}
+        keyed = []
+        for position, name in enumerate(self.names):
+            hit = next((rank[p] for p in _parents(name) if p in rank), None)
+            if hit is None:
+                keyed.append(((position, -1, position), name))
+            else:
+                group, r = hit
+                keyed.append(((anchor.setdefault(group, position), r, position), name))
+        return [name for _, name in sorted(keyed)]
+
+    def shared_notes(self, model: nn.Module) -> Iterator[str]:
+        """One note per parameter-holding module that appears under more than one path."""
+        paths: dict[int, list[str]] = defaultdict(list)
+        for path, module in model.named_modules(remove_duplicate=False):
+            paths[id(module)].append(path)
+        reported: list[str] = []
+        for found in paths.values():
+            owner = found[0]
+            if len(found) < 2 or not self.count.get(owner) or any(owner.startswith(r + ".") for r in reported):
+                continue
+            reported.append(owner)
+            also = ", ".join(repr(p) for p in found[1:4]) + (", ..." if len(found) > 4 else "")
+            yield f"module {owner!r} is shared (also used as {also}); its parameters have the id of {owner!r}"
+
+
+def _number(names: list[str], units: list[Unit]) -> dict[str, int]:
+    """Blocks get 1..N; parameters outside blocks go to the stem, the head or a neighbour.
+
+    ``names`` must be in execution order: "before" and "after" are read from it.
+    """
+    unit_of = {path: index for index, unit in enumerate(units) for path in unit}
+    assigned = [next((unit_of[p] for p in _parents(name) if p in unit_of), None) for name in names]
+    prev_of = _last_seen(assigned)
+    next_of = _last_seen(assigned[::-1])[::-1]
+    head = len(units) + 1
+    ids = {}
+    for k, name in enumerate(names):
+        if assigned[k] is not None:
+            ids[name] = assigned[k] + 1
+        elif prev_of[k] is None:
+            ids[name] = 0
+        elif next_of[k] is None:
+            ids[name] = head
+        else:
+            closer_to_previous = _shared_depth(name, units[prev_of[k]]) > _shared_depth(name, units[next_of[k]])
+            ids[name] = (prev_of[k] if closer_to_previous else next_of[k]) + 1
+    return ids
+
+
+def _close(runs: list, current: list) -> list:
+    """Keep ``current`` as a run if it is long enough; return a fresh empty run."""
+    if len(current) >= 2:
+        runs.append(current)
+    return []
+
+
+def _last_seen(values: list) -> list:
+    """For each position, the last non-None value strictly before it."""
+    out, last = [], None
+    for value in values:
+        out.append(last)
+        if value is not None:
+            last = value
+    return out
+
+
+def _shared_depth(name: str, unit: Unit) -> int:
+    """How many leading path components ``name`` shares with the closest path of ``unit``."""
+    parts = name.split(".")
+    best = 0
+    for path in unit:
+        depth = 0
+        for a, b in zip(parts, path.split(".")):
+            if a != b:
+                break
+            depth += 1
+        best = max(best, depth)
+    return best
+
+
+def _module_order_map(model: nn.Module, notes: list[str]) -> LayerMap:
+    """No stack anywhere: every module that owns parameters is a layer, in order."""
+    ids: dict[str, int] = {}
+    owners: dict[str, int] = {}
+    for name, _ in model.named_parameters():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        ids[name] = owners.setdefault(owner, len(owners))
+    if len(owners) > 1:
+        notes.append(f"no repeated blocks found; one layer id per parameter-owning module ({len(owners)} ids)")
+    elif ids:
+        notes.append("the model has a single parameter-owning module: layer-wise decay has no effect")
+        logger.warning("%s has a single parameter-owning module: layer-wise decay has no effect", type(model).__name__)
+    return LayerMap.from_ids(ids, tuple(notes))
+
+
+def _parents(name: str) -> Iterator[str]:
+    """``"a.b.c"`` -> ``""``, ``"a"``, ``"a.b"`` (module paths that contain the parameter)."""
+    yield ""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        yield ".".join(parts[:i])

@@ -1,0 +1,201 @@
+"""The one call: model -> layer ids -> scales -> optimizer parameter groups."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import warnings
+from typing import Callable, Iterable, Mapping, Optional, Union
+
+from torch import nn
+
+from .adapters import infer_layer_map, structural
+from .adapters.wrappers import ModelView, canonical_name, view
+from .core.groups import build_param_groups, check_param_groups
+from .core.layer_map import LayerIdError, LayerMap
+from .core.scales import LayerDecay, is_decay_off, layer_scales
+from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
+from .core.weight_decay import NameMatcher, is_no_decay_shape
+
+logger = logging.getLogger(__name__)
+
+#: ``"auto"`` (the model's adapter, else its structure), ``"structural"`` (structure only),
+#: a callable ``name -> id`` or a ``{regex: id}`` mapping.
+Strategy = Union[str, Callable[[str], int], PatternRule]
+_NAMED_STRATEGIES = ("auto", "structural")
+
+
+def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
+    """Layer id of every trainable parameter, keyed as ``model.named_parameters()`` names it.
+
+    0 is the stem (embeddings, patch embedding, tokens), the largest id the head; blocks are
+    numbered in between in the order they run. Wrapped models (DDP, ``torch.compile``, FSDP1)
+    give the same ids as the bare model, under their own names.
+
+    Args:
+        model: any ``nn.Module``.
+        strategy: ``"auto"``; ``"structural"``; a callable rule ``canonical name -> id``
+            (names without wrapper prefixes, like the BEiT rule
+            :func:`~hf_timm_layerdecay.get_num_layer_for_vit`); or a mapping
+            ``{regex: id}`` (see :mod:`hf_timm_layerdecay.core.strategies`).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+        >>> layer_ids(model)
+        {'0.weight': 0, '0.bias': 0, '2.weight': 1, '2.bias': 1}
+        >>> layer_ids(model, {r"0\\.": 0, r".*": "last"})
+        {'0.weight': 0, '0.bias': 0, '2.weight': 1, '2.bias': 1}
+    """
+    ids = resolve_layer_map(model, strategy).ids
+    return {name: ids[name] for name, param in model.named_parameters() if param.requires_grad}
+
+
+def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap:
+    """The full :class:`LayerMap` (frozen parameters and notes included) for ``model``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return _layer_map(view(model), strategy)
+
+
+def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
+    canonical_names = list(seen.canonical_of.values())
+    if isinstance(strategy, str):
+        if strategy not in _NAMED_STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; use one of {_NAMED_STRATEGIES}, a callable or a mapping")
+        inner_map = infer_layer_map(seen.inner) if strategy == "auto" else structural.structural_layer_map(seen.inner)
+        layer_map = LayerMap(
+            {canonical_name(n): i for n, i in inner_map.ids.items()}, inner_map.num_layers, inner_map.notes
+        )
+    elif callable(strategy):
+        layer_map = layer_map_from_rule(canonical_names, strategy)
+    elif isinstance(strategy, Mapping):
+        layer_map = layer_map_from_patterns(canonical_names, strategy)
+    else:
+        raise TypeError(f"strategy must be 'auto', 'structural', a callable or a mapping, got {strategy!r}")
+    missing = [c for c in canonical_names if c not in layer_map.ids]
+    if missing:
+        raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing[:10])}")
+    ids = {outer: layer_map.ids[canonical] for outer, canonical in seen.canonical_of.items()}
+    return LayerMap(ids, layer_map.num_layers, layer_map.notes)
+
+
+def auto_layer_decay(
+    model: nn.Module,
+    *,
+    lr: Optional[float] = None,
+    layer_decay: Optional[LayerDecay] = 0.75,
+    weight_decay: float = 0.05,
+    strategy: Strategy = "auto",
+    min_scale: float = 0.0,
+    no_weight_decay: Iterable[str] = (),
+    model_no_weight_decay: bool = True,
+    allow_decay_above_one: bool = False,
+) -> list[dict]:
+    """Optimizer parameter groups with layer-wise learning-rate decay.
+
+    Every trainable parameter lands in exactly one group (this is checked); groups are sorted
+    by layer id, the decayed group of a layer before its no-decay group.
+
+    Args:
+        model: any ``nn.Module``, bare or wrapped (DDP, ``torch.compile``, FSDP1).
+        lr: base learning rate (the head's). When given, every group carries its real
+            ``lr = lr * scale`` and works with any scheduler; when omitted, groups carry
+            ``lr_scale`` instead, which only timm's schedulers and BEiT/MAE-style loops apply.
+        layer_decay: a float ``d`` (``scale = d ** (num_layers - 1 - layer_id)``), a sequence of
+            per-layer scales indexed by layer id, a callable ``layer_id -> scale``, or ``None``
+            / ``1.0`` for no layer decay (the plain decay / no-decay pair of groups).
+        weight_decay: weight decay of the decayed groups. Biases, parameters with at most one
+            dimension and the names below get 0.
+        strategy: how layer ids are found; see :func:`layer_ids`.
+        min_scale: lower bound of every scale.
+        no_weight_decay: extra parameter names, module names or glob patterns
+            (``"*.relative_position_bias_table"``) excluded from weight decay; matched against
+            the names the model reports and the names without wrapper prefixes.
+        model_no_weight_decay: also exclude the names the model lists in its own
+            ``no_weight_decay()`` method (timm models have one).
+        allow_decay_above_one: permit a float ``layer_decay > 1`` (lower layers learn faster).
+
+    Returns:
+        A list of dicts ready for ``torch.optim``, each with ``params``, ``param_names``,
+        ``name``, ``layer_id``, ``weight_decay``, ``scale`` and either ``lr`` or ``lr_scale``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        >>> groups = auto_layer_decay(model, lr=1e-3, layer_decay=0.5)
+        >>> [(g["name"], g["lr"], g["weight_decay"]) for g in groups]
+        [('layer_0_decay', 0.0005, 0.05), ('layer_0_no_decay', 0.0005, 0.0), ('layer_1_decay', 0.001, 0.05), ('layer_1_no_decay', 0.001, 0.0)]
+        >>> optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_number("lr", lr, allow_none=True, positive=True)
+    _check_number("weight_decay", weight_decay)
+    named = list(model.named_parameters())
+    if not any(p.requires_grad for _, p in named):
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    seen = view(model)
+    no_decay = _no_decay_names(seen, named, no_weight_decay, model_no_weight_decay)
+    common = dict(weight_decay=weight_decay, is_no_decay=lambda name, _: name in no_decay, lr=lr)
+    if is_decay_off(layer_decay):
+        groups = build_param_groups(named, **common)
+    else:
+        layer_map = _layer_map(seen, strategy)
+        scales = layer_scales(
+            layer_map.num_layers, layer_decay, min_scale=min_scale, allow_decay_above_one=allow_decay_above_one
+        )
+        groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
+        if lr is None:
+            warnings.warn(
+                "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
+                "apply but torch.optim, torch.optim.lr_scheduler and transformers ignore. Pass lr=... to get "
+                "groups with their real per-group 'lr', which every scheduler keeps.",
+                UserWarning,
+                stacklevel=2,
+            )
+    check_param_groups(groups, model)
+    return groups
+
+
+def _no_decay_names(
+    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, warn_unused: bool = True
+) -> set[str]:
+    """Names of the parameters that get no weight decay: biases, tensors with at most one
+    dimension, ``extra`` (matched on reported and canonical names) and, if asked, the names
+    the model lists in ``no_weight_decay()``."""
+    user = NameMatcher(extra)
+    listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
+    names = set()
+    for name, param in named:
+        canonical = seen.canonical_of[name]
+        # Every matcher is asked (no short-circuit) so that each records what it matched.
+        hits = [is_no_decay_shape(canonical, param.ndim), user(name), user(canonical), listed(canonical)]
+        if any(hits):
+            names.add(name)
+    if user.unused:
+        if warn_unused:
+            warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=3)
+        else:
+            logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
+    if listed.unused:
+        logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
+    return names
+
+
+def _model_no_weight_decay(model: nn.Module) -> list[str]:
+    method = getattr(model, "no_weight_decay", None)
+    if not callable(method):
+        return []
+    names = method()
+    return [names] if isinstance(names, str) else list(names or ())
+
+
+def _check_number(what: str, value: object, *, allow_none: bool = False, positive: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")

@@ -1,0 +1,179 @@
+"""From (name, parameter, layer id, scale) to optimizer parameter groups, and their invariant.
+
+A group is a plain ``dict`` that ``torch.optim`` accepts as is. Keys:
+
+``params``        the tensors.
+``param_names``   their names; ``torch.optim`` (>= 2.6) keeps these in ``state_dict()``, which
+                  lets a resumed run check it got the same grouping.
+``name``          ``"layer_3_decay"``, ``"layer_3_no_decay"`` (or ``"decay"``/``"no_decay"``
+                  when there is no layer split).
+``layer_id``      the layer id, ``None`` without a layer split.
+``weight_decay``  the weight decay of the group (0.0 for the no-decay groups).
+``scale``         the layer's learning-rate scale, for reading only.
+``lr``            ``base lr x scale``, present when a base lr was given.
+``lr_scale``      the scale again, present only when no ``lr`` was given.
+
+``lr_scale`` is the key that timm's schedulers and the BEiT/MAE training loops multiply into the
+lr they set. Carrying it next to an already scaled ``lr`` would apply the decay twice, and
+carrying only ``lr_scale`` makes every other scheduler ignore the decay; so a group has exactly
+one of the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
+
+logger = logging.getLogger(__name__)
+
+DECAY, NO_DECAY = "decay", "no_decay"
+
+
+class ParamGroupError(ValueError):
+    """Parameter groups do not cover the trainable parameters exactly once."""
+
+
+def build_param_groups(
+    named_params: Iterable[tuple[str, Any]],
+    *,
+    weight_decay: float,
+    is_no_decay: Callable[[str, Any], bool],
+    layer_of: Optional[Callable[[str], int]] = None,
+    scale_of: Optional[Callable[[int], float]] = None,
+    lr: Optional[float] = None,
+) -> list[dict]:
+    """Split the trainable parameters into groups by (layer id, weight decay or not).
+
+    Args:
+        named_params: ``(name, parameter)`` pairs, e.g. ``model.named_parameters()``. Frozen
+            parameters (``requires_grad=False``) are skipped.
+        weight_decay: weight decay of the decayed groups.
+        is_no_decay: ``(name, parameter) -> bool``, True for parameters without weight decay.
+        layer_of: ``name -> layer id``; ``None`` gives the plain two groups.
+        scale_of: ``layer id -> scale``, called once per layer present; ``None`` means 1.0.
+        lr: base learning rate; when given every group gets ``lr = lr * scale``.
+
+    Returns:
+        Groups sorted by layer id, the decayed group of a layer before its no-decay group.
+    """
+    if scale_of is not None and layer_of is None:
+        raise ValueError("a layer scale function needs a layer id function too (get_num_layer / layer_of)")
+    groups: dict[tuple, dict] = {}
+    seen: dict[int, str] = {}
+    for name, param in named_params:
+        if not param.requires_grad:
+            continue
+        if id(param) in seen:
+            raise ParamGroupError(
+                f"parameter {name!r} is the same tensor as {seen[id(param)]!r}; pass each parameter once "
+                "(model.named_parameters() already removes tied duplicates)"
+            )
+        seen[id(param)] = name
+        decays = not is_no_decay(name, param)
+        layer_id = layer_of(name) if layer_of is not None else None
+        key = (layer_id, 0 if decays else 1)
+        group = groups.get(key)
+        if group is None:
+            scale = float(scale_of(layer_id)) if scale_of is not None else 1.0
+            group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr)
+        group["params"].append(param)
+        group["param_names"].append(name)
+    if not groups:
+        raise ParamGroupError(
+            "the model has no trainable parameters (all have requires_grad=False); unfreeze some before "
+            "building an optimizer"
+        )
+    ordered = [groups[key] for key in sorted(groups, key=lambda k: (-1 if k[0] is None else k[0], k[1]))]
+    _log_groups(ordered)
+    return ordered
+
+
+def _new_group(layer_id: Optional[int], decays: bool, weight_decay: float, scale: float, lr: Optional[float]) -> dict:
+    kind = DECAY if decays else NO_DECAY
+    group = {
+        "name": kind if layer_id is None else f"layer_{layer_id}_{kind}",
+        "layer_id": layer_id,
+        "params": [],
+        "param_names": [],
+        "weight_decay": weight_decay,
+        "scale": scale,
+    }
+    if lr is None:
+        group["lr_scale"] = scale
+    else:
+        group["lr"] = lr * scale
+    return group
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a list of groups covers a model's parameters (see :func:`param_group_coverage`)."""
+
+    trainable: int
+    missing: tuple[str, ...]
+    duplicates: tuple[str, ...]
+    foreign: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Every trainable parameter in exactly one group, and nothing else grouped."""
+        return not (self.missing or self.duplicates or self.foreign)
+
+    def problems(self) -> list[str]:
+        """One sentence per kind of problem, empty when :attr:`ok`."""
+        found = []
+        if self.missing:
+            found.append(f"{len(self.missing)} trainable parameter(s) in no group: {_short(self.missing)}")
+        if self.duplicates:
+            found.append(f"{len(self.duplicates)} parameter(s) in two groups: {_short(self.duplicates)}")
+        if self.foreign:
+            found.append(f"{len(self.foreign)} tensor(s) that are not parameters of the model: {_short(self.foreign)}")
+        return found
+
+
+def param_group_coverage(groups: Iterable[dict], model: Any) -> Coverage:
+    """Compare ``groups`` (ours or ``optimizer.param_groups``) with ``model.named_parameters()``."""
+    named = list(model.named_parameters())
+    names_of = {id(p): n for n, p in named}
+    owner: dict[int, str] = {}
+    duplicates, foreign = [], []
+    for index, group in enumerate(groups):
+        label = group.get("name", f"group {index}")
+        for param in group["params"]:
+            name = names_of.get(id(param))
+            if name is None:
+                foreign.append(f"{tuple(param.shape)} tensor in {label}")
+            elif id(param) in owner:
+                duplicates.append(f"{name} (in {owner[id(param)]} and {label})")
+            else:
+                owner[id(param)] = label
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+    missing = [n for n, p in trainable if id(p) not in owner]
+    return Coverage(len(trainable), tuple(missing), tuple(duplicates), tuple(foreign))
+
+
+def check_param_groups(groups: Iterable[dict], model: Any) -> None:
+    """Raise :class:`ParamGroupError` unless every trainable parameter of ``model`` is in exactly
+    one group and every grouped tensor belongs to ``model``.
+
+    Works on the groups returned by this library and on ``optimizer.param_groups``.
+    """
+    problems = param_group_coverage(groups, model).problems()
+    if problems:
+        raise ParamGroupError("; ".join(problems))
+
+
+def _short(items: tuple[str, ...], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _log_groups(groups: list[dict]) -> None:
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    for group in groups:
+        logger.debug(
+            "group %s: layer %s, scale %.6g, weight_decay %g, %d tensors: %s",
+            group["name"], group["layer_id"], group["scale"], group["weight_decay"],
+            len(group["params"]), ", ".join(group["param_names"]),
+        )

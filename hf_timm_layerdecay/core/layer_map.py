@@ -1,0 +1,83 @@
+"""The layer map: which layer every parameter belongs to.
+
+A layer id is a small non-negative integer. By convention 0 is the stem (embeddings, patch
+embedding, tokens) and ``num_layers - 1`` the head; blocks are numbered in between in the order
+they run. Everything downstream (scales, groups, reports) reads only a :class:`LayerMap`, so any
+way of producing one (a hand-written rule, regular expressions, a model adapter) plugs in.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class LayerIdError(ValueError):
+    """A rule or strategy produced a layer id that cannot be used."""
+
+
+def check_layer_id(name: str, layer_id: Any) -> int:
+    """Return ``layer_id`` as an ``int`` or raise :class:`LayerIdError` naming the parameter.
+
+    Integral numbers (``int``, ``numpy.int64``) are accepted; ``bool``, floats and negative
+    values are not, because a silently truncated or wrapped-around id (``values[-1]``) gives a
+    parameter the wrong learning rate without any error.
+    """
+    if isinstance(layer_id, bool) or not isinstance(layer_id, numbers.Integral):
+        raise LayerIdError(
+            f"layer id for parameter {name!r} must be a non-negative int, got "
+            f"{layer_id!r} ({type(layer_id).__name__}); fix the rule that maps names to ids"
+        )
+    if layer_id < 0:
+        raise LayerIdError(
+            f"layer id for parameter {name!r} is negative ({layer_id}); ids start at 0 "
+            "(stem/embeddings) and grow towards the head"
+        )
+    return int(layer_id)
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """Layer id of every parameter of a model (trainable or frozen).
+
+    Attributes:
+        ids: parameter name (as ``model.named_parameters()`` spells it) -> layer id.
+        num_layers: size of the id frame, ``max id + 1`` at least. It may be larger than the
+            ids present, e.g. when a model built without a classifier keeps the head slot so
+            that the other layers keep the scales they have with a head.
+        notes: remarks worth showing a user (shared blocks, fallbacks), in plain words.
+
+    Frozen parameters are part of the map on purpose: they fix the frame, so freezing part of
+    a model never changes the scales of the parameters that still train.
+    """
+
+    ids: Mapping[str, int]
+    num_layers: int
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name, layer_id in self.ids.items():
+            check_layer_id(name, layer_id)
+        top = max(self.ids.values(), default=-1)
+        if self.num_layers < top + 1:
+            raise LayerIdError(
+                f"num_layers={self.num_layers} is smaller than the largest layer id + 1 ({top + 1})"
+            )
+
+    @classmethod
+    def from_ids(cls, ids: Mapping[str, Any], notes: tuple[str, ...] = ()) -> "LayerMap":
+        """Build a map whose frame is exactly ``max id + 1``, validating every id."""
+        checked = {name: check_layer_id(name, layer_id) for name, layer_id in ids.items()}
+        return cls(checked, max(checked.values(), default=-1) + 1, notes)
+
+    @property
+    def head_id(self) -> int:
+        """The id of the last layer of the frame (the head's id)."""
+        return self.num_layers - 1
+
+    def with_prefix(self, prefix: str) -> "LayerMap":
+        """The same map with ``prefix`` prepended to every name (for wrapped models)."""
+        if not prefix:
+            return self
+        return LayerMap({prefix + name: i for name, i in self.ids.items()}, self.num_layers, self.notes)

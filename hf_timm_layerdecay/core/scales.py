@@ -1,0 +1,118 @@
+"""From layer ids to learning-rate scales.
+
+``layer_decay`` can be given three ways:
+
+* a float ``d``: ``scale(i) = d ** (num_layers - 1 - i)``, so the head gets 1.0 and every layer
+  below it ``d`` times the one above (BEiT, MAE, timm);
+* a sequence of per-layer values, indexed by layer id (``values[i]`` is the scale of layer ``i``,
+  the meaning of the original post's ``LayerDecayValueAssigner``);
+* a callable ``layer_id -> scale``.
+
+A floor ``min_scale`` applies to all three.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from typing import Callable, Iterable, Union
+
+logger = logging.getLogger(__name__)
+
+LayerDecay = Union[float, Iterable[float], Callable[[int], float]]
+
+
+class LayerDecayError(ValueError):
+    """``layer_decay`` (or ``min_scale``) cannot give a valid scale for every layer."""
+
+
+def is_decay_off(layer_decay: object) -> bool:
+    """True when ``layer_decay`` asks for no layer-wise decay at all (``None`` or ``1.0``)."""
+    return layer_decay is None or (_is_number(layer_decay) and float(layer_decay) == 1.0)
+
+
+def layer_scales(
+    num_layers: int,
+    layer_decay: LayerDecay,
+    *,
+    min_scale: float = 0.0,
+    allow_decay_above_one: bool = False,
+) -> list[float]:
+    """Return the learning-rate scale of every layer id ``0 .. num_layers - 1``.
+
+    Args:
+        num_layers: size of the id frame (``max id + 1`` or more).
+        layer_decay: a float in ``(0, 1]``, a sequence of at least ``num_layers`` positive
+            values, or a callable ``id -> scale``.
+        min_scale: lower bound for every scale (timm's ``min_scale``), ``>= 0``.
+        allow_decay_above_one: a float decay above 1 gives *lower* layers *larger* learning
+            rates; that is almost always a typo (``7.5`` for ``0.75``), so it needs this opt-in.
+
+    Example:
+        >>> [round(s, 4) for s in layer_scales(4, 0.5)]
+        [0.125, 0.25, 0.5, 1.0]
+        >>> layer_scales(3, [1.0, 0.9, 0.8])
+        [1.0, 0.9, 0.8]
+        >>> layer_scales(4, 0.5, min_scale=0.3)
+        [0.3, 0.3, 0.5, 1.0]
+    """
+    if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or num_layers < 1:
+        raise LayerDecayError(f"num_layers must be a positive int, got {num_layers!r}")
+    if not _is_number(min_scale) or not math.isfinite(min_scale) or min_scale < 0:
+        raise LayerDecayError(f"min_scale must be a finite number >= 0, got {min_scale!r}")
+
+    if _is_number(layer_decay):
+        raw = _geometric(num_layers, float(layer_decay), allow_decay_above_one)
+    elif callable(layer_decay):
+        raw = [check_scale(layer_decay(i), f"layer_decay({i})") for i in range(num_layers)]
+    elif isinstance(layer_decay, (str, bytes)) or not isinstance(layer_decay, Iterable):
+        raise LayerDecayError(
+            f"layer_decay must be a float, a sequence of per-layer scales or a callable, got {layer_decay!r}"
+        )
+    else:
+        raw = _from_values(num_layers, list(layer_decay))
+    return [max(min_scale, scale) for scale in raw]
+
+
+def _geometric(num_layers: int, decay: float, allow_decay_above_one: bool) -> list[float]:
+    if not math.isfinite(decay) or decay <= 0:
+        raise LayerDecayError(
+            f"layer_decay must be > 0, got {decay!r}; typical values are 0.65-0.95 (1.0 turns decay off)"
+        )
+    if decay > 1 and not allow_decay_above_one:
+        raise LayerDecayError(
+            f"layer_decay={decay} is above 1, which gives the stem a larger learning rate than the head. "
+            "Pass allow_decay_above_one=True if that is intended; typical values are 0.65-0.95"
+        )
+    top = num_layers - 1
+    return [decay ** (top - i) for i in range(num_layers)]
+
+
+def _from_values(num_layers: int, values: list) -> list[float]:
+    if len(values) < num_layers:
+        raise LayerDecayError(
+            f"layer_decay has {len(values)} values but the model has {num_layers} layers "
+            f"(ids 0..{num_layers - 1}); give one scale per layer id"
+        )
+    if len(values) > num_layers:
+        logger.warning(
+            "layer_decay has %d values but the model has only %d layers: values[%d:] are unused "
+            "and the head gets values[%d]=%r, not values[-1]",
+            len(values), num_layers, num_layers, num_layers - 1, values[num_layers - 1],
+        )
+    return [check_scale(values[i], f"layer_decay[{i}]") for i in range(num_layers)]
+
+
+def check_scale(value: object, what: str) -> float:
+    """``value`` as a float, or :class:`LayerDecayError` unless it is a finite number > 0."""
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise LayerDecayError(
+            f"{what} = {value!r}; every scale must be a finite number > 0 "
+            "(to stop a layer from training, set requires_grad=False on its parameters)"
+        )
+    return float(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

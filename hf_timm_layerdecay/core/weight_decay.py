@@ -1,0 +1,67 @@
+"""Which parameters are excluded from weight decay.
+
+The rule of BEiT, MAE, timm and the original post: biases, every parameter with at most one
+dimension (norm weights, layer-scale gammas, scalar temperatures) and an explicit list of
+names (position embeddings, class tokens) are not decayed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Iterable
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+class NameMatcher:
+    """Matches parameter names against exact names, module prefixes and glob patterns.
+
+    An entry matches a name when it is equal to it, when it names a module that contains it
+    (``"pos_embed"`` matches ``"pos_embed"``, ``"rel_pos"`` matches ``"rel_pos.table"``), or,
+    for entries with ``*``, ``?`` or ``[``, when :func:`fnmatch.fnmatchcase` accepts it
+    (``"*.relative_position_bias_table"``).
+
+    Example:
+        >>> m = NameMatcher(["pos_embed", "*.relative_position_bias_table", "nothing"])
+        >>> m("pos_embed"), m("blocks.0.attn.relative_position_bias_table"), m("head.weight")
+        (True, True, False)
+        >>> m.unused
+        ['nothing']
+    """
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        if isinstance(entries, str):  # a lone string would be iterated character by character
+            entries = [entries]
+        self.entries = list(dict.fromkeys(entries))
+        self._exact = {e for e in self.entries if not _GLOB_CHARS & set(e)}
+        self._globs = [e for e in self.entries if _GLOB_CHARS & set(e)]
+        self._used: set[str] = set()
+
+    def __call__(self, name: str) -> bool:
+        for entry in _name_and_parents(name):
+            if entry in self._exact:
+                self._used.add(entry)
+                return True
+        for pattern in self._globs:
+            if fnmatch.fnmatchcase(name, pattern):
+                self._used.add(pattern)
+                return True
+        return False
+
+    @property
+    def unused(self) -> list[str]:
+        """Entries that have not matched any name passed so far, in the order given."""
+        return [e for e in self.entries if e not in self._used]
+
+
+def is_no_decay_shape(name: str, ndim: int) -> bool:
+    """Biases and parameters with at most one dimension are never weight-decayed."""
+    return ndim <= 1 or name.endswith(".bias")
+
+
+def _name_and_parents(name: str) -> Iterable[str]:
+    """``"a.b.c"`` -> ``"a.b.c"``, ``"a.b"``, ``"a"``."""
+    yield name
+    while "." in name:
+        name = name.rsplit(".", 1)[0]
+        yield name

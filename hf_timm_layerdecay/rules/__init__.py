@@ -1,0 +1,12 @@
+"""Hand-written layer rules for specific model families (``name -> layer id``).
+
+Each is a plain function usable as ``strategy=`` in :func:`~hf_timm_layerdecay.layer_ids` and
+:func:`~hf_timm_layerdecay.auto_layer_decay`, or as ``get_num_layer`` in
+:func:`~hf_timm_layerdecay.get_parameter_groups`. They reproduce the official recipes of the
+papers they come from; ``strategy="auto"`` needs none of them.
+"""
+
+from .beit import get_num_layer_for_vit
+from .convnext import get_num_layer_for_convnext
+
+__all__ = ["get_num_layer_for_vit", "get_num_layer_for_convnext"]

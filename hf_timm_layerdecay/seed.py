@@ -1,0 +1,127 @@
+"""The API of the original "optimizer factory" post, re-implemented and made safe.
+
+``get_parameter_groups`` + ``LayerDecayValueAssigner`` + a layer rule is the recipe of BEiT and
+ConvNeXt. Same semantics as the post; the differences are all about failing loudly instead of
+training the wrong thing:
+
+* groups come back sorted by layer id (decayed group first inside a layer), not in the order
+  parameters happen to appear;
+* group contents are logged at DEBUG level and carried in the groups (``name``, ``layer_id``,
+  ``param_names``) for :func:`~hf_timm_layerdecay.layer_decay_report`, not printed;
+* 0-dimensional parameters (scalar temperatures) are not weight-decayed, like 1-D ones;
+* ``skip_list`` entries may also be module names or glob patterns;
+* a rule that returns a negative or non-integer id, an assigner asked for a layer it has no
+  value for, or a scale function without a layer function raise a clear error;
+* wrapped models (DDP, ``torch.compile``) are seen through: the rule gets the bare names;
+* every trainable parameter is checked to be in exactly one group.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+from torch import nn
+
+from .adapters.wrappers import view
+from .api import _layer_map, _no_decay_names
+from .core.groups import build_param_groups, check_param_groups
+from .core.layer_map import check_layer_id
+from .core.scales import LayerDecayError, check_scale
+from .rules import get_num_layer_for_convnext
+
+
+def get_parameter_groups(
+    model: nn.Module,
+    weight_decay: float = 1e-5,
+    skip_list: Iterable[str] = (),
+    get_num_layer: Optional[Callable[[str], int]] = None,
+    get_layer_scale: Optional[Callable[[int], float]] = None,
+    *,
+    lr: Optional[float] = None,
+) -> list[dict]:
+    """Parameter groups by (layer, weight decay or not), as in the post.
+
+    Args:
+        model: the model; frozen parameters are skipped.
+        weight_decay: weight decay of the decayed groups.
+        skip_list: names without weight decay (e.g. ``model.no_weight_decay()``), besides
+            biases and parameters with at most one dimension.
+        get_num_layer: ``name -> layer id``; without it there are just two groups,
+            ``decay`` and ``no_decay``.
+        get_layer_scale: ``layer id -> lr scale``, usually ``LayerDecayValueAssigner.get_scale``.
+        lr: optional base lr. Without it groups carry ``lr_scale`` (applied by timm's
+            schedulers and BEiT-style loops only); with it they carry ``lr = lr * scale``.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        >>> assigner = LayerDecayValueAssigner([0.5, 1.0], get_num_layer=lambda name: int(name[0]))
+        >>> groups = get_parameter_groups(model, 0.05, get_num_layer=assigner.get_layer_id, get_layer_scale=assigner.get_scale)
+        >>> [(g["name"], g["lr_scale"], g["param_names"]) for g in groups]
+        [('layer_0_decay', 0.5, ['0.weight']), ('layer_0_no_decay', 0.5, ['0.bias']), ('layer_1_decay', 1.0, ['1.weight']), ('layer_1_no_decay', 1.0, ['1.bias'])]
+    """
+    if get_layer_scale is not None and get_num_layer is None:
+        raise ValueError("get_layer_scale needs get_num_layer: a scale is looked up by layer id")
+    named = list(model.named_parameters())
+    seen = view(model)
+    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, warn_unused=False)
+    layer_of = _layer_map(seen, get_num_layer).ids.__getitem__ if get_num_layer is not None else None
+    scale_of = None
+    if get_layer_scale is not None:
+        scale_of = lambda layer_id: check_scale(get_layer_scale(layer_id), f"scale of layer {layer_id}")  # noqa: E731
+    groups = build_param_groups(
+        named,
+        weight_decay=weight_decay,
+        is_no_decay=lambda name, _: name in no_decay,
+        layer_of=layer_of,
+        scale_of=scale_of,
+        lr=lr,
+    )
+    check_param_groups(groups, model)
+    return groups
+
+
+class LayerDecayValueAssigner:
+    """Per-layer lr scales indexed by layer id, plus the layer rule that produces the ids.
+
+    Args:
+        values: one scale per layer id, e.g. ``[decay ** (n - 1 - i) for i in range(n)]`` or the
+            post's ``np.linspace(1, 0.5, 14)``.
+        get_num_layer: the rule behind :meth:`get_layer_id`; the post's ConvNeXt rule by default.
+
+    Example:
+        >>> assigner = LayerDecayValueAssigner([0.25, 0.5, 1.0])
+        >>> assigner.get_scale(1), assigner.num_layers
+        (0.5, 3)
+        >>> assigner.get_scale(3)
+        Traceback (most recent call last):
+        ...
+        hf_timm_layerdecay.core.scales.LayerDecayError: no scale for layer 3: the assigner has 3 values (layers 0..2); give one value per layer id
+    """
+
+    def __init__(
+        self, values: Iterable[float], get_num_layer: Callable[[str], int] = get_num_layer_for_convnext
+    ) -> None:
+        self.values = [check_scale(v, f"values[{i}]") for i, v in enumerate(values)]
+        if not self.values:
+            raise LayerDecayError("LayerDecayValueAssigner needs at least one value")
+        self.get_num_layer = get_num_layer
+
+    @property
+    def num_layers(self) -> int:
+        """How many layer ids have a value."""
+        return len(self.values)
+
+    def get_scale(self, layer_id: int) -> float:
+        """The scale of ``layer_id``; an id without a value is an error, never ``values[-1]``."""
+        layer_id = check_layer_id(f"<layer {layer_id!r}>", layer_id)
+        if layer_id >= len(self.values):
+            raise LayerDecayError(
+                f"no scale for layer {layer_id}: the assigner has {len(self.values)} values "
+                f"(layers 0..{len(self.values) - 1}); give one value per layer id"
+            )
+        return self.values[layer_id]
+
+    def get_layer_id(self, var_name: str) -> int:
+        """The layer id of a parameter name, from ``get_num_layer``."""
+        return check_layer_id(var_name, self.get_num_layer(var_name))

@@ -1,0 +1,39 @@
+"""The command line: python -m hf_timm_layerdecay inspect MODEL (offline, no weights)."""
+
+import json
+import subprocess
+import sys
+
+from hf_timm_layerdecay.cli import main
+
+
+def test_inspect_prints_the_group_table(capsys):
+    assert main(["inspect", "vit_tiny_patch16_224", "--layer-decay", "0.65", "--lr", "5e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "vit_tiny_patch16_224: layer_decay=0.65, lr=0.0005" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("layer_")]
+    assert len(rows) == 28
+    assert rows[0][:4] == ["layer_0_decay", "0", f"{0.65**13:.4g}", f"{5e-4 * 0.65**13:.4g}"]
+    assert rows[-1][:4] == ["layer_13_no_decay", "13", "1", "0.0005"]
+    assert "all 152 trainable parameters in exactly one group" in out
+
+
+def test_inspect_json(capsys):
+    assert main(["inspect", "resnet18", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "resnet18" and len(data["groups"]) == 20 and data["coverage"]["ok"]
+
+
+def test_unknown_model_suggests_close_names(capsys):
+    assert main(["inspect", "vit_tiny_patch16"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'vit_tiny_patch16'" in err and "vit_tiny_patch16_224" in err
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_timm_layerdecay", "inspect", "convnext_atto", "--names", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "layer_13_no_decay" in done.stdout
