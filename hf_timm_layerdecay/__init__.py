@@ -16,6 +16,7 @@ groups carry the real per-group ``lr`` so that every scheduler keeps the decay.
 
 import logging
 
+from .adapters.options import AutoStrategy
 from .api import auto_layer_decay, layer_ids
 from .core.groups import ParamGroupError, check_param_groups
 from .core.layer_map import LayerIdError
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "auto_layer_decay",
     "layer_ids",
+    "AutoStrategy",
     "create_optimizer",
     "layer_decay_report",
     "LayerDecayReport",

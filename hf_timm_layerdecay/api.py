@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Mapping, Optional, Union
 
 from torch import nn
 
-from .adapters import infer_layer_map, structural
+from .adapters import infer_layer_map
+from .adapters.options import AutoStrategy
 from .adapters.wrappers import ModelView, canonical_name, view
 from .core.groups import build_param_groups, check_param_groups
 from .core.layer_map import LayerIdError, LayerMap
@@ -21,9 +22,9 @@ from .core.weight_decay import NameMatcher, is_no_decay_shape
 logger = logging.getLogger(__name__)
 
 #: ``"auto"`` (the model's adapter, else its structure), ``"structural"`` (structure only),
-#: a callable ``name -> id`` or a ``{regex: id}`` mapping.
-Strategy = Union[str, Callable[[str], int], PatternRule]
-_NAMED_STRATEGIES = ("auto", "structural")
+#: an :class:`AutoStrategy` with options, a callable ``name -> id`` or a ``{regex: id}`` mapping.
+Strategy = Union[str, AutoStrategy, Callable[[str], int], PatternRule]
+_NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
 
 
 def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
@@ -35,7 +36,8 @@ def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
 
     Args:
         model: any ``nn.Module``.
-        strategy: ``"auto"``; ``"structural"``; a callable rule ``canonical name -> id``
+        strategy: ``"auto"``; ``"structural"``; an :class:`AutoStrategy` with options
+            (``AutoStrategy(granularity="stage")``); a callable rule ``canonical name -> id``
             (names without wrapper prefixes, like the BEiT rule
             :func:`~hf_timm_layerdecay.get_num_layer_for_vit`); or a mapping
             ``{regex: id}`` (see :mod:`hf_timm_layerdecay.core.strategies`).
@@ -63,8 +65,13 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     canonical_names = list(seen.canonical_of.values())
     if isinstance(strategy, str):
         if strategy not in _NAMED_STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; use one of {_NAMED_STRATEGIES}, a callable or a mapping")
-        inner_map = infer_layer_map(seen.inner) if strategy == "auto" else structural.structural_layer_map(seen.inner)
+            raise ValueError(
+                f"unknown strategy {strategy!r}; use one of {list(_NAMED_STRATEGIES)}, an AutoStrategy, "
+                "a callable or a mapping"
+            )
+        strategy = _NAMED_STRATEGIES[strategy]
+    if isinstance(strategy, AutoStrategy):
+        inner_map = infer_layer_map(seen.inner, strategy)
         layer_map = LayerMap(
             {canonical_name(n): i for n, i in inner_map.ids.items()}, inner_map.num_layers, inner_map.notes
         )
@@ -73,7 +80,7 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     elif isinstance(strategy, Mapping):
         layer_map = layer_map_from_patterns(canonical_names, strategy)
     else:
-        raise TypeError(f"strategy must be 'auto', 'structural', a callable or a mapping, got {strategy!r}")
+        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
     missing = [c for c in canonical_names if c not in layer_map.ids]
     if missing:
         raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing[:10])}")
@@ -89,6 +96,7 @@ def auto_layer_decay(
     weight_decay: float = 0.05,
     strategy: Strategy = "auto",
     min_scale: float = 0.0,
+    normalize_depth: Optional[float] = None,
     no_weight_decay: Iterable[str] = (),
     model_no_weight_decay: bool = True,
     allow_decay_above_one: bool = False,
@@ -110,6 +118,9 @@ def auto_layer_decay(
             dimension and the names below get 0.
         strategy: how layer ids are found; see :func:`layer_ids`.
         min_scale: lower bound of every scale.
+        normalize_depth: with a float ``layer_decay``, spread the decay so that the stem gets
+            ``layer_decay ** normalize_depth`` whatever the model's depth (e.g. 12: the range
+            of a 12-block ViT, on a 52-layer ResNet too). ``None`` (default): one factor per layer.
         no_weight_decay: extra parameter names, module names or glob patterns
             (``"*.relative_position_bias_table"``) excluded from weight decay; matched against
             the names the model reports and the names without wrapper prefixes.
@@ -144,7 +155,11 @@ def auto_layer_decay(
     else:
         layer_map = _layer_map(seen, strategy)
         scales = layer_scales(
-            layer_map.num_layers, layer_decay, min_scale=min_scale, allow_decay_above_one=allow_decay_above_one
+            layer_map.num_layers,
+            layer_decay,
+            min_scale=min_scale,
+            normalize_depth=normalize_depth,
+            allow_decay_above_one=allow_decay_above_one,
         )
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
         if lr is None:

@@ -161,3 +161,18 @@ def test_groups_work_in_torch_optim_and_keep_names_in_the_state_dict():
     assert [g["name"] for g in saved][:2] == ["layer_0_decay", "layer_0_no_decay"]
     assert saved[0]["param_names"] == ["conv1.weight"]
     json.dumps([{k: v for k, v in g.items() if k != "params"} for g in saved])  # plain data
+
+
+def test_normalize_depth_gives_every_model_the_same_range():
+    with torch.device("meta"):
+        resnet = timm.create_model("resnet152", pretrained=False)  # 52 ids
+    vit_lrs = {g["layer_id"]: g["lr"] for g in auto_layer_decay(timm.create_model("vit_tiny_patch16_224"), lr=1.0, layer_decay=0.75)}
+    groups = auto_layer_decay(resnet, lr=1.0, layer_decay=0.75, normalize_depth=13)
+    lrs = {g["layer_id"]: g["lr"] for g in groups}
+    assert max(lrs) == 51
+    assert lrs[0] == pytest.approx(vit_lrs[0]) == pytest.approx(0.75**13)  # same stem scale as the ViT
+    assert lrs[51] == 1.0 and lrs[25] == pytest.approx(0.75 ** (13 * 26 / 51))
+    plain = {g["layer_id"]: g["lr"] for g in auto_layer_decay(resnet, lr=1.0, layer_decay=0.75)}
+    assert plain[0] == pytest.approx(0.75**51)  # 4.3e-7: the stem would practically not train
+    with pytest.raises(LayerDecayError, match="normalize_depth applies to a float layer_decay only"):
+        auto_layer_decay(resnet, lr=1.0, layer_decay=[1.0] * 52, normalize_depth=12)

@@ -215,3 +215,18 @@ def test_tied_weights_are_one_parameter_in_one_group():
         groups = auto_layer_decay(model, lr=1.0)
     tensors = [p for g in groups for p in g["params"]]
     assert sum(p is model.embed.weight for p in tensors) == 1
+
+
+def test_stage_granularity():
+    from hf_timm_layerdecay import AutoStrategy
+
+    with torch.device("meta"):
+        resnet = timm.create_model("resnet50", pretrained=False)
+        vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    stages = layer_ids(resnet, AutoStrategy(granularity="stage", family_adapters=False))
+    assert stages["conv1.weight"] == 0 and stages["fc.weight"] == 5
+    assert {stages[n] for n in stages if n.startswith("layer3.")} == {3}
+    assert len(set(layer_ids(resnet, "structural").values())) == 3 + 4 + 6 + 3 + 2
+    assert layer_ids(vit, AutoStrategy(granularity="stage")) == layer_ids(vit)  # no stages: unchanged
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        AutoStrategy(granularity="layer")

@@ -81,3 +81,11 @@ def test_layer_decay_off_and_grouping_options():
     assert [g["name"] for g in optimizer.param_groups] == ["decay", "no_decay"]
     optimizer = create_optimizer(model(), "adamw", lr=0.01, layer_decay=0.5, strategy={r"0\.": 0, r".*": 1})
     assert lrs(optimizer) == pytest.approx({0: 0.005, 1: 0.01})
+
+
+def test_grouping_options_and_optimizer_options_are_split_by_name():
+    optimizer = create_optimizer(
+        model(), "adamw", lr=0.01, layer_decay=0.5, min_scale=0.4, no_weight_decay=["0.weight"], amsgrad=True
+    )
+    assert lrs(optimizer)[0] == 0.004 and optimizer.defaults["amsgrad"] is True
+    assert {n: g["weight_decay"] for g in optimizer.param_groups for n in g["param_names"]}["0.weight"] == 0.0

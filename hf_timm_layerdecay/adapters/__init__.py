@@ -1,25 +1,44 @@
 """Model adapters: derive a :class:`~hf_timm_layerdecay.core.layer_map.LayerMap` from a model.
 
-One module per model family. Each adapter exposes ``applies(model) -> bool`` and
-``layer_map(model) -> LayerMap`` and imports its framework lazily, only once ``applies`` has
-seen a model of that framework. :func:`infer_layer_map` tries them in order and falls back to
-:mod:`.structural`, which works on any ``nn.Module``. A new family's rule goes into the adapter
-of its framework (or a new module here, listed in ``_ADAPTERS``).
+One module per model family, listed in :data:`FAMILY_ADAPTERS`. Each exposes
+
+* ``applies(model) -> bool``: cheap, and without importing its framework unless the model
+  comes from it (check ``type(model).__module__`` first);
+* ``layer_map(model, options: AutoStrategy) -> LayerMap``: ids for every parameter of the
+  (unwrapped) model, keyed as its ``named_parameters()`` names them.
+
+:func:`infer_layer_map` asks them in order and falls back to :mod:`.structural`, which works on
+any ``nn.Module``. A new family's rule goes into its framework's adapter, or a new module here
+added to :data:`FAMILY_ADAPTERS`.
 """
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
 
 from torch import nn
 
 from ..core.layer_map import LayerMap
 from . import structural
+from .options import AutoStrategy
 
-_ADAPTERS: tuple = ()
+#: Adapter modules of this package, asked in this order.
+FAMILY_ADAPTERS = ("timm", "transformers")
 
 
-def infer_layer_map(model: nn.Module) -> LayerMap:
+def infer_layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> LayerMap:
     """Layer ids for an unwrapped model: its family's adapter, else the module structure."""
-    for adapter in _ADAPTERS:
-        if adapter.applies(model):
-            return adapter.layer_map(model)
-    return structural.structural_layer_map(model)
+    if options.family_adapters:
+        for adapter in _family_adapters():
+            if adapter.applies(model):
+                return adapter.layer_map(model, options)
+    return structural.structural_layer_map(model, granularity=options.granularity)
+
+
+def _family_adapters() -> list:
+    modules = []
+    for name in FAMILY_ADAPTERS:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            modules.append(importlib.import_module(f"{__name__}.{name}"))
+    return modules

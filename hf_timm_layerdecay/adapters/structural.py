@@ -54,8 +54,11 @@ Unit = tuple[str, ...]  # module paths that together form one block
 Child = tuple[str, nn.Module]
 
 
-def structural_layer_map(model: nn.Module) -> LayerMap:
+def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerMap:
     """Layer ids for every parameter of ``model`` from its module hierarchy alone.
+
+    With ``granularity="stage"`` the members of the outermost stacks are not split (rule 3), so
+    a hierarchical model gets one id per stage; models without stages are unchanged.
 
     Example:
         >>> from torch import nn
@@ -75,7 +78,7 @@ def structural_layer_map(model: nn.Module) -> LayerMap:
         >>> lm.num_layers
         4
     """
-    tree = _Tree(model)
+    tree = _Tree(model, split_stages=granularity == "block")
     stacks = tree.walk(model, "")
     notes = list(tree.shared_notes(model))
     sizes = [tree.size(stack) for stack in stacks]
@@ -100,7 +103,8 @@ class _Tree:
     two paths (shared) has parameters only under its first path and is skipped at the others.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, split_stages: bool = True) -> None:
+        self.split_stages = split_stages
         self.names: list[str] = []
         self.count: dict[str, int] = defaultdict(int)
         self.numel: dict[str, int] = defaultdict(int)
@@ -242,6 +246,8 @@ class _Tree:
 
     def expand(self, block: nn.Module, path: str) -> list[Unit]:
         """A block as one unit, or split into its inner blocks when they hold most of it."""
+        if not self.split_stages:
+            return [(path,)]
         children = self.children(block, path)
         if self.is_stack(path, block):
             return [unit for p, c in children for unit in self.expand(c, p)]

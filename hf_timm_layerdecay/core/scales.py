@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Optional, Union
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def layer_scales(
     layer_decay: LayerDecay,
     *,
     min_scale: float = 0.0,
+    normalize_depth: Optional[float] = None,
     allow_decay_above_one: bool = False,
 ) -> list[float]:
     """Return the learning-rate scale of every layer id ``0 .. num_layers - 1``.
@@ -46,6 +47,9 @@ def layer_scales(
         layer_decay: a float in ``(0, 1]``, a sequence of at least ``num_layers`` positive
             values, or a callable ``id -> scale``.
         min_scale: lower bound for every scale (timm's ``min_scale``), ``>= 0``.
+        normalize_depth: with a float decay only: ``scale(i) = d ** (D * (n - 1 - i) / (n - 1))``
+            for ``D = normalize_depth``, so the stem gets ``d ** D`` on a model of any depth and
+            one value of ``d`` means the same total range on a 14-layer ViT and a 52-layer ResNet.
         allow_decay_above_one: a float decay above 1 gives *lower* layers *larger* learning
             rates; that is almost always a typo (``7.5`` for ``0.75``), so it needs this opt-in.
 
@@ -56,14 +60,21 @@ def layer_scales(
         [1.0, 0.9, 0.8]
         >>> layer_scales(4, 0.5, min_scale=0.3)
         [0.3, 0.3, 0.5, 1.0]
+        >>> layer_scales(5, 0.5, normalize_depth=2)
+        [0.25, 0.3535533905932738, 0.5, 0.7071067811865476, 1.0]
     """
     if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or num_layers < 1:
         raise LayerDecayError(f"num_layers must be a positive int, got {num_layers!r}")
     if not _is_number(min_scale) or not math.isfinite(min_scale) or min_scale < 0:
         raise LayerDecayError(f"min_scale must be a finite number >= 0, got {min_scale!r}")
 
+    if normalize_depth is not None:
+        if not _is_number(layer_decay):
+            raise LayerDecayError("normalize_depth applies to a float layer_decay only")
+        if not _is_number(normalize_depth) or not math.isfinite(normalize_depth) or normalize_depth <= 0:
+            raise LayerDecayError(f"normalize_depth must be a number > 0, got {normalize_depth!r}")
     if _is_number(layer_decay):
-        raw = _geometric(num_layers, float(layer_decay), allow_decay_above_one)
+        raw = _geometric(num_layers, float(layer_decay), allow_decay_above_one, normalize_depth)
     elif callable(layer_decay):
         raw = [check_scale(layer_decay(i), f"layer_decay({i})") for i in range(num_layers)]
     elif isinstance(layer_decay, (str, bytes)) or not isinstance(layer_decay, Iterable):
@@ -75,7 +86,9 @@ def layer_scales(
     return [max(min_scale, scale) for scale in raw]
 
 
-def _geometric(num_layers: int, decay: float, allow_decay_above_one: bool) -> list[float]:
+def _geometric(
+    num_layers: int, decay: float, allow_decay_above_one: bool, normalize_depth: Optional[float] = None
+) -> list[float]:
     if not math.isfinite(decay) or decay <= 0:
         raise LayerDecayError(
             f"layer_decay must be > 0, got {decay!r}; typical values are 0.65-0.95 (1.0 turns decay off)"
@@ -86,7 +99,8 @@ def _geometric(num_layers: int, decay: float, allow_decay_above_one: bool) -> li
             "Pass allow_decay_above_one=True if that is intended; typical values are 0.65-0.95"
         )
     top = num_layers - 1
-    return [decay ** (top - i) for i in range(num_layers)]
+    step = normalize_depth / top if normalize_depth is not None and top else 1.0
+    return [decay ** ((top - i) * step) for i in range(num_layers)]
 
 
 def _from_values(num_layers: int, values: list) -> list[float]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
-from ..api import Strategy, auto_layer_decay
+from ..api import auto_layer_decay
 from ..core.scales import LayerDecay
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,8 @@ OptimizerSpec = Union[str, Callable[..., torch.optim.Optimizer]]
 #: torch optimizers that cannot take several parameter groups.
 _SINGLE_GROUP_ONLY = {"lbfgs": "LBFGS supports a single parameter group, so it cannot apply per-layer learning rates"}
 _LOOKAHEAD = "lookahead_"
+#: Keyword arguments of create_optimizer that belong to auto_layer_decay, not to the optimizer.
+_GROUP_OPTIONS = frozenset(inspect.signature(auto_layer_decay).parameters) - {"model", "lr", "layer_decay", "weight_decay"}
 
 
 def create_optimizer(
@@ -28,11 +30,7 @@ def create_optimizer(
     lr: float,
     weight_decay: float = 0.05,
     layer_decay: Optional[LayerDecay] = 0.75,
-    strategy: Strategy = "auto",
-    min_scale: float = 0.0,
-    no_weight_decay: Iterable[str] = (),
-    model_no_weight_decay: bool = True,
-    **optimizer_kwargs: Any,
+    **kwargs: Any,
 ) -> torch.optim.Optimizer:
     """Build an optimizer whose parameter groups carry layer-wise decayed learning rates.
 
@@ -46,9 +44,10 @@ def create_optimizer(
         lr: base learning rate, the head's; group ``i`` gets ``lr * scale_i``. It is also the
             optimizer's default lr, which schedulers such as transformers'
             ``cosine_with_min_lr`` read.
-        weight_decay, layer_decay, strategy, min_scale, no_weight_decay, model_no_weight_decay:
-            as in :func:`~hf_timm_layerdecay.auto_layer_decay`.
-        **optimizer_kwargs: passed to the optimizer (``betas``, ``momentum``, ``fused``, ...).
+        weight_decay, layer_decay: as in :func:`~hf_timm_layerdecay.auto_layer_decay`.
+        **kwargs: the other options of :func:`~hf_timm_layerdecay.auto_layer_decay`
+            (``strategy``, ``min_scale``, ``normalize_depth``, ``no_weight_decay``, ...) go to
+            it; everything else goes to the optimizer (``betas``, ``momentum``, ``fused``, ...).
 
     Example:
         >>> import torch
@@ -58,17 +57,9 @@ def create_optimizer(
         [('layer_0_decay', 0.05), ('layer_0_no_decay', 0.05), ('layer_1_decay', 0.1), ('layer_1_no_decay', 0.1)]
     """
     build = resolve_optimizer(opt)
-    groups = auto_layer_decay(
-        model,
-        lr=lr,
-        layer_decay=layer_decay,
-        weight_decay=weight_decay,
-        strategy=strategy,
-        min_scale=min_scale,
-        no_weight_decay=no_weight_decay,
-        model_no_weight_decay=model_no_weight_decay,
-    )
-    optimizer = build(groups, lr=lr, weight_decay=weight_decay, **optimizer_kwargs)
+    group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
+    groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)
+    optimizer = build(groups, lr=lr, weight_decay=weight_decay, **kwargs)
     logger.info("created %s with %d parameter groups", type(optimizer).__name__, len(optimizer.param_groups))
     return optimizer
 
