@@ -43,6 +43,19 @@ __all__ = [
     "LayerIdError",
     "LayerDecayError",
     "ParamGroupError",
+    "LayerDecayTrainer",
+    "LayerDecayTrainingArguments",
 ]
+
+_TRAINER_NAMES = ("LayerDecayTrainer", "LayerDecayTrainingArguments")
+
+
+def __getattr__(name: str):
+    # The Trainer integration imports transformers.Trainer (seconds); load it on first use only.
+    if name in _TRAINER_NAMES:
+        from .integrations import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

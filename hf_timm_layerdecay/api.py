@@ -186,7 +186,7 @@ def _no_decay_names(
     for name, param in named:
         canonical = seen.canonical_of[name]
         # Every matcher is asked (no short-circuit) so that each records what it matched.
-        hits = [is_no_decay_shape(canonical, param.ndim), user(name), user(canonical), listed(canonical)]
+        hits = [is_no_decay_shape(canonical, seen.ndim_of[name]), user(name), user(canonical), listed(canonical)]
         if any(hits):
             names.add(name)
     if user.unused:

@@ -89,3 +89,17 @@ def test_grouping_options_and_optimizer_options_are_split_by_name():
     )
     assert lrs(optimizer)[0] == 0.004 and optimizer.defaults["amsgrad"] is True
     assert {n: g["weight_decay"] for g in optimizer.param_groups for n in g["param_names"]}["0.weight"] == 0.0
+
+
+def test_resuming_with_other_groups_is_refused_even_through_a_wrapper():
+    from hf_timm_layerdecay.integrations.resume import ResumeMismatchError
+
+    saved = create_optimizer(model(), "lookahead_adamw", lr=0.01, layer_decay=0.5).state_dict()
+    same = create_optimizer(model(), "lookahead_adamw", lr=0.01, layer_decay=0.5)
+    same.load_state_dict(saved)
+    other = create_optimizer(model(), "lookahead_adamw", lr=0.01, layer_decay=0.7)
+    with pytest.raises(ResumeMismatchError, match=r"group 0 \(layer_0_decay\): scale 0.125 in the checkpoint, 0.343 now"):
+        other.load_state_dict(saved)
+    regrouped = create_optimizer(model(), "adamw", lr=0.01, layer_decay=None)
+    with pytest.raises(ResumeMismatchError, match="8 groups in the checkpoint, 2 now"):
+        regrouped.load_state_dict(saved)

@@ -27,15 +27,15 @@ class ModelView:
         inner: the innermost wrapped model (the model itself when it is not wrapped).
         canonical_of: name as the given model reports it -> canonical name (wrapper levels
             removed). Covers every parameter, trainable or not, each once.
+        ndim_of: name as the given model reports it -> number of dimensions of the parameter
+            as the model defines it. FSDP1 turns parameters into 1-D shards outside forward;
+            their original shapes come from its flat-parameter metadata, so that the "at most
+            one dimension: no weight decay" rule still sees matrices as matrices.
     """
 
     inner: nn.Module
     canonical_of: dict[str, str]
-
-    @property
-    def outer_of(self) -> dict[str, str]:
-        """Canonical name -> name as the given model reports it."""
-        return {canonical: outer for outer, canonical in self.canonical_of.items()}
+    ndim_of: dict[str, int]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -54,13 +54,32 @@ def view(model: nn.Module) -> ModelView:
     """Unwrap ``model`` and pair every parameter's reported name with its canonical name."""
     inner = unwrap(model)
     canonical_by_id = {id(p): canonical_name(n) for n, p in inner.named_parameters()}
-    canonical_of = {}
+    original_ndims = _fsdp1_original_ndims(model)
+    canonical_of, ndim_of = {}, {}
     for name, param in model.named_parameters():
-        canonical = canonical_by_id.get(id(param))
-        if canonical is None:  # a parameter the wrapper holds itself: keep its own name
-            canonical = canonical_name(name)
+        if type(param).__name__ == "FlatParameter":
+            raise ValueError(
+                f"{name!r} is an FSDP flat parameter: with use_orig_params=False FSDP merges a whole wrapped "
+                "module into one tensor, so per-layer groups are impossible. Wrap with use_orig_params=True "
+                "(Trainer: fsdp_config={'use_orig_params': True}) or use FSDP2 (fully_shard)."
+            )
+        # a parameter the wrapper holds itself keeps its own name
+        canonical = canonical_by_id.get(id(param)) or canonical_name(name)
         canonical_of[name] = canonical
-    return ModelView(inner, canonical_of)
+        ndim_of[name] = original_ndims.get(canonical, param.ndim)
+    return ModelView(inner, canonical_of, ndim_of)
+
+
+def _fsdp1_original_ndims(model: nn.Module) -> dict[str, int]:
+    """Canonical name -> original number of dimensions, for parameters FSDP1 has flattened."""
+    ndims = {}
+    for path, module in model.named_modules():
+        if type(module).__name__ != "FullyShardedDataParallel":
+            continue
+        flat = getattr(getattr(module, "_handle", None), "flat_param", None)
+        for fqn, shape in zip(getattr(flat, "_fqns", ()), getattr(flat, "_shapes", ())):
+            ndims[canonical_name(f"{path}.{fqn}" if path else fqn)] = len(shape)
+    return ndims
 
 
 def canonical_name(name: str) -> str:

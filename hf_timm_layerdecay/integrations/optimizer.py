@@ -12,6 +12,7 @@ from torch import nn
 
 from ..api import auto_layer_decay
 from ..core.scales import LayerDecay
+from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ def create_optimizer(
             (``strategy``, ``min_scale``, ``normalize_depth``, ``no_weight_decay``, ...) go to
             it; everything else goes to the optimizer (``betas``, ``momentum``, ``fused``, ...).
 
+    The optimizer refuses to ``load_state_dict`` a checkpoint whose groups differ from its own
+    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs.
+
     Example:
         >>> import torch
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
@@ -59,7 +63,7 @@ def create_optimizer(
     build = resolve_optimizer(opt)
     group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
     groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)
-    optimizer = build(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    optimizer = guard_resume(build(groups, lr=lr, weight_decay=weight_decay, **kwargs))
     logger.info("created %s with %d parameter groups", type(optimizer).__name__, len(optimizer.param_groups))
     return optimizer
 

@@ -1,0 +1,187 @@
+"""Layer-wise learning-rate decay inside the Hugging Face ``Trainer``.
+
+``Trainer`` -> ``LayerDecayTrainer`` and one argument, ``layer_decay``, is the whole change::
+
+    trainer = LayerDecayTrainer(model=model, args=TrainingArguments(...), layer_decay=0.8, ...)
+
+or, from the command line, through :class:`LayerDecayTrainingArguments` and
+``HfArgumentParser`` (``--layer_decay 0.8``). Only ``create_optimizer`` changes: the optimizer
+class and its arguments still come from ``Trainer.get_optimizer_cls_and_kwargs``, so every
+``optim`` / ``optim_args`` the Trainer supports keeps working; the groups it gets carry the real
+lr of each layer, so every ``lr_scheduler_type`` keeps the decay. The logged ``learning_rate``
+is the head's (the Trainer would log the first group's, the stem's), with
+``learning_rate_min`` beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_optimizer import is_optimizer_factory
+
+from ..adapters.options import AutoStrategy
+from ..api import auto_layer_decay
+from .resume import guard_resume
+
+logger = logging.getLogger(__name__)
+
+#: get_optimizer_cls_and_kwargs entries of optimizers that build their own parameter groups.
+_OWN_GROUPS = ("params", "model", "optimizer_dict")
+
+
+@dataclass
+class LayerDecayTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the layer-decay options, parsable by ``HfArgumentParser``."""
+
+    layer_decay: Optional[float] = field(
+        default=None,
+        metadata={"help": "Layer-wise lr decay: layer i gets lr * decay ** (max_id - i); None turns it off. "
+                          "Typical: 0.65-0.9."},
+    )
+    layer_decay_strategy: str = field(
+        default="auto",
+        metadata={"help": "How layer ids are found: 'auto' (model family, else structure) or 'structural'.",
+                  "choices": ["auto", "structural"]},
+    )
+    layer_decay_granularity: str = field(
+        default="block",
+        metadata={"help": "'block': one id per block; 'stage': one id per stage of hierarchical models.",
+                  "choices": ["block", "stage"]},
+    )
+    layer_decay_min_scale: float = field(default=0.0, metadata={"help": "Lower bound of every layer's lr scale."})
+    layer_decay_normalize_depth: Optional[float] = field(
+        default=None,
+        metadata={"help": "Give the stem decay ** this, whatever the model's depth (e.g. 12)."},
+    )
+    no_weight_decay_names: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Extra parameter names, module names or glob patterns without weight decay."},
+    )
+    log_lr_per_layer: bool = field(
+        default=False, metadata={"help": "Also log learning_rate_layer_<id> for every layer."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}; typical values are 0.65-0.9")
+        AutoStrategy(granularity=self.layer_decay_granularity)  # validates the choice early
+
+
+class LayerDecayTrainer(Trainer):
+    """A ``Trainer`` whose optimizer applies layer-wise learning-rate decay.
+
+    Args:
+        layer_decay: the decay; defaults to ``args.layer_decay`` when ``args`` is a
+            :class:`LayerDecayTrainingArguments`. ``None``: a plain ``Trainer``.
+        *args, **kwargs: everything ``Trainer`` takes.
+    """
+
+    def __init__(self, *args: Any, layer_decay: Optional[float] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from_args = getattr(self.args, "layer_decay", None)
+        if layer_decay is not None and from_args is not None and layer_decay != from_args:
+            raise ValueError(f"layer_decay={layer_decay} disagrees with args.layer_decay={from_args}; give one")
+        self.layer_decay = layer_decay if layer_decay is not None else from_args
+        if self.layer_decay is not None and self.is_deepspeed_enabled:
+            config = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
+            for problem in deepspeed_layer_decay_problems(config):
+                warnings.warn(problem, UserWarning, stacklevel=2)
+
+    def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer class and arguments, with layer-decayed parameter groups."""
+        if self.optimizer is None and self.layer_decay is not None:
+            self.optimizer = self._layer_decay_optimizer(self.model if model is None else model)
+        return super().create_optimizer(model)  # the base only wraps an optimizer that exists
+
+    def _layer_decay_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        optimizer_kwargs = dict(optimizer_kwargs)
+        if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _OWN_GROUPS):
+            raise ValueError(
+                f"optim={self.args.optim!r} builds its own parameter groups, so layer decay cannot be applied; "
+                "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
+                "or set layer_decay=None"
+            )
+        groups = auto_layer_decay(
+            model,
+            lr=optimizer_kwargs.get("lr", self.args.learning_rate),
+            layer_decay=self.layer_decay,
+            weight_decay=self.args.weight_decay,
+            strategy=AutoStrategy(
+                granularity=getattr(self.args, "layer_decay_granularity", "block"),
+                family_adapters=getattr(self.args, "layer_decay_strategy", "auto") == "auto",
+            ),
+            min_scale=getattr(self.args, "layer_decay_min_scale", 0.0),
+            normalize_depth=getattr(self.args, "layer_decay_normalize_depth", None),
+            no_weight_decay=self._no_weight_decay_names(model),
+        )
+        optimizer = guard_resume(optimizer_cls(groups, **optimizer_kwargs))
+        logger.info(
+            "layer decay %s: %d parameter groups, lr %.3g (head) .. %.3g",
+            self.layer_decay, len(groups), max(g["lr"] for g in groups), min(g["lr"] for g in groups),
+        )
+        return optimizer
+
+    def _no_weight_decay_names(self, model: nn.Module) -> list[str]:
+        """What the Trainer would not decay (norms, biases, or a subclass's own rule), plus extras."""
+        decayed = set(self.get_decay_parameter_names(model))
+        not_decayed = [name for name, _ in model.named_parameters() if name not in decayed]
+        return not_decayed + list(getattr(self.args, "no_weight_decay_names", []))
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Log the head's lr as ``learning_rate`` and the lowest as ``learning_rate_min``."""
+        if "learning_rate" in logs and self.layer_decay is not None and self.optimizer is not None:
+            by_layer = layer_learning_rates(self.optimizer)
+            if by_layer:
+                logs["learning_rate"] = by_layer[max(by_layer)]
+                logs["learning_rate_min"] = min(by_layer.values())
+                if getattr(self.args, "log_lr_per_layer", False):
+                    logs.update({f"learning_rate_layer_{i}": lr for i, lr in sorted(by_layer.items())})
+        super().log(logs, start_time)
+
+
+def layer_learning_rates(optimizer: torch.optim.Optimizer) -> dict[int, float]:
+    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``)."""
+    return {
+        group["layer_id"]: float(group["lr"])
+        for group in optimizer.param_groups
+        if group.get("layer_id") is not None
+    }
+
+
+def deepspeed_layer_decay_problems(config: dict) -> list[str]:
+    """What in a DeepSpeed config would throw layer decay away, and how to keep it.
+
+    With an ``optimizer`` section DeepSpeed builds its own optimizer from ``model.parameters()``
+    (one group: no layer decay) and the Trainer's ``create_optimizer`` never runs; with a
+    ``scheduler`` section its ``WarmupLR`` / ``WarmupDecayLR`` set one lr for every group.
+
+    Example:
+        >>> deepspeed_layer_decay_problems({"zero_optimization": {"stage": 2}})
+        []
+        >>> len(deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}}))
+        2
+    """
+    problems = []
+    if "optimizer" in config:
+        problems.append(
+            "the DeepSpeed config has an 'optimizer' section: DeepSpeed then builds its optimizer with a single "
+            "parameter group and layer decay is lost. Remove the section and set the optimizer through "
+            "TrainingArguments (optim, learning_rate, weight_decay, adam_beta1/2) so the Trainer creates it."
+        )
+    if "scheduler" in config:
+        problems.append(
+            "the DeepSpeed config has a 'scheduler' section: DeepSpeed's WarmupLR / WarmupDecayLR write one lr into "
+            "every parameter group and layer decay is lost. Remove the section and use lr_scheduler_type instead."
+        )
+    return problems
