@@ -1,73 +1,89 @@
-"""Command line: ``python -m hf_timm_layerdecay inspect MODEL``.
+"""Command line: ``python -m hf_timm_layerdecay inspect MODEL`` and ``compare MODEL``.
 
-Builds the model without weights (offline, on the meta device) and prints its layer-decay
-parameter groups.
+Models are built without weights, on the meta device, offline: a timm model name, a transformers
+model type (from its default config) or a path to a local ``config.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import logging
 import sys
 from typing import Optional, Sequence
 
-import torch
-from torch import nn
-
+from .adapters.options import AutoStrategy
 from .api import auto_layer_decay, resolve_layer_map
 from .core.report import layer_decay_report
+from .model_zoo import TASKS, ModelNotFound, build_model
 
 logger = logging.getLogger(__name__)
 
 
-class ModelNotFound(LookupError):
-    """The model name is not known to any supported model zoo."""
-
-
-def build_model(name: str) -> nn.Module:
-    """A timm model by name, without pretrained weights, on the meta device (no memory used)."""
-    import timm
-
-    if name not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise ModelNotFound(f"unknown model {name!r}.{hint} See timm.list_models() for the names.")
-    with torch.device("meta"):
-        return timm.create_model(name, pretrained=False)
-
-
 def inspect_model(args: argparse.Namespace) -> int:
-    model = build_model(args.model)
-    strategy = args.strategy
+    model = build_model(args.model, task=args.task)
+    strategy = AutoStrategy(granularity=args.granularity, family_adapters=args.strategy == "auto")
     groups = auto_layer_decay(
-        model, lr=args.lr, layer_decay=args.layer_decay, weight_decay=args.weight_decay, strategy=strategy
+        model,
+        lr=args.lr,
+        layer_decay=args.layer_decay,
+        weight_decay=args.weight_decay,
+        strategy=strategy,
+        normalize_depth=args.normalize_depth,
     )
-    notes = resolve_layer_map(model, strategy).notes
-    report = layer_decay_report(groups, model, notes=notes)
+    report = layer_decay_report(groups, model, notes=resolve_layer_map(model, strategy).notes)
+    title = f"{args.model} ({type(model).__name__}): layer_decay={args.layer_decay}, lr={args.lr:g}, weight_decay={args.weight_decay:g}"
     if args.json:
-        json.dump({"model": args.model, "layer_decay": args.layer_decay, "lr": args.lr, **report.to_dict()}, sys.stdout, indent=1)
+        json.dump({"model": args.model, "class": type(model).__name__, "layer_decay": args.layer_decay, "lr": args.lr,
+                   **report.to_dict()}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(f"{args.model}: layer_decay={args.layer_decay}, lr={args.lr:g}, weight_decay={args.weight_decay:g}")
+        print(title)
         print(report.table(max_names=args.names))
+    if args.plot:
+        from .plot import plot_layer_decay
+
+        plot_layer_decay(groups, title=title).savefig(args.plot, dpi=120)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def compare_model(args: argparse.Namespace) -> int:
+    from .compare import compare_with_timm
+
+    model = build_model(args.model)
+    if not type(model).__module__.startswith("timm."):
+        raise ValueError(f"compare needs a timm model; {args.model} is {type(model).__name__}")
+    print(compare_with_timm(model, args.model, layer_decay=args.layer_decay, weight_decay=args.weight_decay).table())
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hf_timm_layerdecay", description="Layer-wise learning-rate decay, inspected.")
     commands = top.add_subparsers(dest="command", required=True)
+
     inspect = commands.add_parser("inspect", help="print the layer-decay parameter groups of a model")
-    inspect.add_argument("model", help="a timm model name, e.g. vit_base_patch16_224")
-    inspect.add_argument("--layer-decay", type=float, default=0.75, help="decay per layer (default 0.75)")
+    _model_and_decay(inspect)
+    inspect.add_argument("--task", choices=list(TASKS), help="transformers head to build (default: base model)")
     inspect.add_argument("--lr", type=float, default=1e-3, help="base (head) learning rate (default 1e-3)")
-    inspect.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default 0.05)")
     inspect.add_argument("--strategy", default="auto", choices=["auto", "structural"], help="how layer ids are found")
+    inspect.add_argument("--granularity", default="block", choices=["block", "stage"], help="one id per block or per stage")
+    inspect.add_argument("--normalize-depth", type=float, help="give the stem layer_decay ** this on any depth")
     inspect.add_argument("--names", type=int, default=3, help="parameter names shown per group (default 3)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.add_argument("--plot", metavar="FILE.png", help="also plot scale and parameters per layer (matplotlib)")
     inspect.set_defaults(run=inspect_model)
+
+    compare = commands.add_parser("compare", help="compare with timm's own layer-decay grouping (timm models)")
+    _model_and_decay(compare)
+    compare.set_defaults(run=compare_model)
     return top
+
+
+def _model_and_decay(command: argparse.ArgumentParser) -> None:
+    command.add_argument("model", help="timm model name, transformers model type, or path to a config.json")
+    command.add_argument("--layer-decay", type=float, default=0.75, help="decay per layer (default 0.75)")
+    command.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default 0.05)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -75,6 +91,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ModelNotFound, ValueError, TypeError) as exc:
+    except (ModelNotFound, ValueError, TypeError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
