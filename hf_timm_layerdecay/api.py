@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Mapping, Optional, Union
 
 from torch import nn
 
-from .adapters import infer_layer_map
+from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.wrappers import ModelView, canonical_name, view
 from .core.groups import build_param_groups, check_param_groups
@@ -125,7 +125,9 @@ def auto_layer_decay(
             (``"*.relative_position_bias_table"``) excluded from weight decay; matched against
             the names the model reports and the names without wrapper prefixes.
         model_no_weight_decay: also exclude the names the model lists in its own
-            ``no_weight_decay()`` method (timm models have one).
+            ``no_weight_decay()`` method (timm models have one), and position tables and tokens
+            its family adapter recognises (timm: ``rel_pos_h``, ``relative_position_bias_table``,
+            ``cls_token`` ... even when ``no_weight_decay()`` misses them).
         allow_decay_above_one: permit a float ``layer_decay > 1`` (lower layers learn faster).
 
     Returns:
@@ -179,14 +181,19 @@ def _no_decay_names(
 ) -> set[str]:
     """Names of the parameters that get no weight decay: biases, tensors with at most one
     dimension, ``extra`` (matched on reported and canonical names) and, if asked, the names
-    the model lists in ``no_weight_decay()``."""
+    the model lists in ``no_weight_decay()`` and those its family adapter knows (timm's
+    position tables and tokens)."""
     user = NameMatcher(extra)
     listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
+    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner)} if use_model_list else set()
     names = set()
     for name, param in named:
         canonical = seen.canonical_of[name]
         # Every matcher is asked (no short-circuit) so that each records what it matched.
-        hits = [is_no_decay_shape(canonical, seen.ndim_of[name]), user(name), user(canonical), listed(canonical)]
+        hits = [
+            is_no_decay_shape(canonical, seen.ndim_of[name]), user(name), user(canonical), listed(canonical),
+            canonical in family,
+        ]
         if any(hits):
             names.add(name)
     if user.unused:

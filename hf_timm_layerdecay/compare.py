@@ -82,7 +82,7 @@ def compare_with_timm(
     timm_groups = param_groups_layer_decay(
         model, weight_decay=weight_decay, no_weight_decay_list=listed, layer_decay=layer_decay
     )
-    timm_ids = _timm_layer_map(model)
+    timm_ids = timm_layer_map(model)
     top = max(timm_ids.values(), default=0)
     timm_of = {id(p): (g["lr_scale"], g["weight_decay"]) for g in timm_groups for p in g["params"]}
     ours = auto_layer_decay(model, lr=1.0, layer_decay=layer_decay, weight_decay=weight_decay)
@@ -97,7 +97,7 @@ def compare_with_timm(
     return TimmComparison(name or type(model).__name__, layer_decay, rows)
 
 
-def _timm_layer_map(model: nn.Module) -> dict[str, int]:
+def timm_layer_map(model: nn.Module) -> dict[str, int]:
     """timm's own layer ids, from the same functions ``param_groups_layer_decay`` calls."""
     from timm.models import group_parameters
     from timm.optim import auto_group_layers

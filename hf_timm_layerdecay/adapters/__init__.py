@@ -5,7 +5,10 @@ One module per model family, listed in :data:`FAMILY_ADAPTERS`. Each exposes
 * ``applies(model) -> bool``: cheap, and without importing its framework unless the model
   comes from it (check ``type(model).__module__`` first);
 * ``layer_map(model, options: AutoStrategy) -> LayerMap``: ids for every parameter of the
-  (unwrapped) model, keyed as its ``named_parameters()`` names them.
+  (unwrapped) model, keyed as its ``named_parameters()`` names them;
+* optionally ``no_weight_decay_names(model) -> set[str]``: parameters the family never
+  weight-decays although a model may not list them in its ``no_weight_decay()`` (timm's
+  multi-dimensional position tables and tokens).
 
 :func:`infer_layer_map` asks them in order and falls back to :mod:`.structural`, which works on
 any ``nn.Module``. A new family's rule goes into its framework's adapter, or a new module here
@@ -34,6 +37,15 @@ def infer_layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) ->
             if adapter.applies(model):
                 return adapter.layer_map(model, options)
     return structural.structural_layer_map(model, granularity=options.granularity)
+
+
+def family_no_weight_decay(model: nn.Module) -> set[str]:
+    """Names (of an unwrapped model) that its family's adapter excludes from weight decay."""
+    for adapter in _family_adapters():
+        if adapter.applies(model):
+            names = getattr(adapter, "no_weight_decay_names", None)
+            return set(names(model)) if names is not None else set()
+    return set()
 
 
 def _family_adapters() -> list:

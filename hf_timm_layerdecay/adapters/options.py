@@ -17,15 +17,24 @@ class AutoStrategy:
         granularity: ``"block"`` (default) gives every block its own id; ``"stage"`` one id per
             stage of a hierarchical model (ResNet's ``layer1..4``, a Swin or ConvNeXt stage).
             Models without stages (ViT, BERT) are the same either way.
-        encoder_decoder: for models with an encoder and a decoder stack, ``"sequential"``
-            (default) numbers the decoder after the encoder, as the forward pass runs them;
-            ``"parallel"`` numbers each stack by its own depth, both starting after the
-            embeddings.
-        tower: for multi-tower models (CLIP, SigLIP, vision-language), ``None`` (default)
-            numbers each tower by its own depth; the name of one tower (e.g.
-            ``"vision_model"``) numbers every tower on that tower's schedule.
-        tied_head: where an output projection tied to the input embedding (one parameter,
-            reported under the embedding's name) goes: ``"head"`` or ``"embedding"``.
+        encoder_decoder: for models with an encoder and a decoder stack (T5, BART, Whisper, DETR),
+            ``"sequential"`` (default) numbers the decoder after the encoder, as the forward pass
+            runs them (the encoder's final norm joins its last block, the decoder's goes to the
+            head); ``"parallel"`` numbers each stack by its own depth, both starting after the
+            embeddings (id 1), so that block ``k`` of either gets the same learning rate.
+        tower: for models with towers side by side (sub-models with configs of their own: CLIP,
+            SigLIP, BLIP-2, LLaVA-like vision-language and audio-text models), ``None``
+            (default) numbers each tower by its own depth from id 1: block ``k`` of every tower
+            gets the same id and the head is one past the deepest tower. The name of one tower
+            (its module path, or its last part: ``"vision_model"``, ``"language_model"``)
+            stretches every tower onto that tower's depth, so that each spans the same ids from
+            the embeddings to the head (a 12-block text tower beside a 24-block vision tower
+            then gets ids 2, 4, ..., 24). A name that is no tower of the model is an error.
+        tied_head: where an output projection tied to the input embedding goes (``lm_head.weight``
+            *is* ``embed_tokens.weight``: one parameter, reported under the embedding's name):
+            ``"head"`` (default) gives it the head's id, ``"embedding"`` the embedding's (0).
+            A tied language-model head trained at the embedding's decayed learning rate adapts
+            far less; the measurement behind the default is in ``docs/transformers_coverage.md``.
         family_adapters: use the timm / transformers adapters when the model is one of theirs;
             ``False`` (``strategy="structural"``) uses the module structure alone.
 
@@ -44,6 +53,8 @@ class AutoStrategy:
         _check_choice("granularity", self.granularity, _GRANULARITIES)
         _check_choice("encoder_decoder", self.encoder_decoder, _ENCODER_DECODER)
         _check_choice("tied_head", self.tied_head, ("head", "embedding"))
+        if self.tower is not None and (not isinstance(self.tower, str) or not self.tower):
+            raise ValueError(f"AutoStrategy.tower must be a non-empty string (a tower's name) or None, got {self.tower!r}")
 
 
 def _check_choice(field: str, value: object, choices: tuple) -> None:

@@ -39,6 +39,7 @@ from typing import Iterator
 from torch import nn
 
 from ..core.layer_map import LayerMap
+from .paths import interleave, parents, shared_depth
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ _CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 #: A block whose inner blocks hold at least this share of its elements is split into them.
 _SPLIT_SHARE = 0.5
 #: A stack holding less than this share of the largest stack's elements is not trunk.
-_MIN_STACK_SHARE = 0.05
+MIN_STACK_SHARE = 0.05
 #: Of equal-length sibling lists, one this much smaller than the largest is a per-index companion.
 _COMPANION_SHARE = 0.25
 
@@ -78,11 +79,11 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
         >>> lm.num_layers
         4
     """
-    tree = _Tree(model, split_stages=granularity == "block")
+    tree = ModuleTree(model, split_stages=granularity == "block")
     stacks = tree.walk(model, "")
     notes = list(tree.shared_notes(model))
     sizes = [tree.size(stack) for stack in stacks]
-    units = [unit for stack, size in zip(stacks, sizes) if size >= _MIN_STACK_SHARE * max(sizes) for unit in stack]
+    units = [unit for stack, size in zip(stacks, sizes) if size >= MIN_STACK_SHARE * max(sizes) for unit in stack]
     if not units:
         return _module_order_map(model, notes)
     ids = _number(tree.execution_order(), units)
@@ -96,7 +97,7 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
     return LayerMap(ids, len(units) + 2, tuple(notes))
 
 
-class _Tree:
+class ModuleTree:
     """The module tree with parameter counts below every module path, computed once.
 
     Paths are counted with the names ``named_parameters()`` reports, so a module reachable under
@@ -111,7 +112,7 @@ class _Tree:
         for name, param in model.named_parameters():
             self.names.append(name)
             size = param.numel()
-            for path in _parents(name):
+            for path in parents(name):
                 self.count[path] += 1
                 self.numel[path] += size
         self.interleaved: list[list[str]] = []  # element paths of aligned lists, in run order
@@ -214,7 +215,7 @@ class _Tree:
         stacks_at: dict[str, list[Unit]] = {}
         taken: set[str] = set()
         for lists in self.aligned_lists(children):
-            stacks_at[lists[0][0]] = self.interleave(lists)
+            stacks_at[lists[0][0]] = self.aligned_units(lists)
             taken.update(p for p, _ in lists)
         for run in self.runs([c for c in children if c[0] not in taken], isinstance(module, _CONTAINERS)):
             stacks_at[run[0][0]] = [unit for p, c in run for unit in self.expand(c, p)]
@@ -227,7 +228,7 @@ class _Tree:
                 stacks += self.walk(c, p)
         return stacks
 
-    def interleave(self, lists: list[Child]) -> list[Unit]:
+    def aligned_units(self, lists: list[Child]) -> list[Unit]:
         """Units of index-aligned lists. With one large list its items are expanded into blocks
         and the companions' items become loose parameters that run just before or after them;
         with several large lists (XLM's attentions and ffns) item ``i`` of every list is one unit."""
@@ -265,17 +266,7 @@ class _Tree:
     def execution_order(self) -> list[str]:
         """Parameter names in the order they run: registration order, except that the items of
         index-aligned lists are interleaved (``a.0``, ``b.0``, ``a.1``, ``b.1``, ...)."""
-        rank = {item: (g, r) for g, items in enumerate(self.interleaved) for r, item in enumerate(items)}
-        anchor: dict[int, int] = {}
-        keyed = []
-        for position, name in enumerate(self.names):
-            hit = next((rank[p] for p in _parents(name) if p in rank), None)
-            if hit is None:
-                keyed.append(((position, -1, position), name))
-            else:
-                group, r = hit
-                keyed.append(((anchor.setdefault(group, position), r, position), name))
-        return [name for _, name in sorted(keyed)]
+        return interleave(self.names, self.interleaved)
 
     def shared_notes(self, model: nn.Module) -> Iterator[str]:
         """One note per parameter-holding module that appears under more than one path."""
@@ -298,7 +289,7 @@ def _number(names: list[str], units: list[Unit]) -> dict[str, int]:
     ``names`` must be in execution order: "before" and "after" are read from it.
     """
     unit_of = {path: index for index, unit in enumerate(units) for path in unit}
-    assigned = [next((unit_of[p] for p in _parents(name) if p in unit_of), None) for name in names]
+    assigned = [next((unit_of[p] for p in parents(name) if p in unit_of), None) for name in names]
     prev_of = _last_seen(assigned)
     next_of = _last_seen(assigned[::-1])[::-1]
     head = len(units) + 1
@@ -311,7 +302,7 @@ def _number(names: list[str], units: list[Unit]) -> dict[str, int]:
         elif next_of[k] is None:
             ids[name] = head
         else:
-            closer_to_previous = _shared_depth(name, units[prev_of[k]]) > _shared_depth(name, units[next_of[k]])
+            closer_to_previous = shared_depth(name, units[prev_of[k]]) > shared_depth(name, units[next_of[k]])
             ids[name] = (prev_of[k] if closer_to_previous else next_of[k]) + 1
     return ids
 
@@ -333,20 +324,6 @@ def _last_seen(values: list) -> list:
     return out
 
 
-def _shared_depth(name: str, unit: Unit) -> int:
-    """How many leading path components ``name`` shares with the closest path of ``unit``."""
-    parts = name.split(".")
-    best = 0
-    for path in unit:
-        depth = 0
-        for a, b in zip(parts, path.split(".")):
-            if a != b:
-                break
-            depth += 1
-        best = max(best, depth)
-    return best
-
-
 def _module_order_map(model: nn.Module, notes: list[str]) -> LayerMap:
     """No stack anywhere: every module that owns parameters is a layer, in order."""
     ids: dict[str, int] = {}
@@ -360,11 +337,3 @@ def _module_order_map(model: nn.Module, notes: list[str]) -> LayerMap:
         notes.append("the model has a single parameter-owning module: layer-wise decay has no effect")
         logger.warning("%s has a single parameter-owning module: layer-wise decay has no effect", type(model).__name__)
     return LayerMap.from_ids(ids, tuple(notes))
-
-
-def _parents(name: str) -> Iterator[str]:
-    """``"a.b.c"`` -> ``""``, ``"a"``, ``"a.b"`` (module paths that contain the parameter)."""
-    yield ""
-    parts = name.split(".")
-    for i in range(1, len(parts)):
-        yield ".".join(parts[:i])

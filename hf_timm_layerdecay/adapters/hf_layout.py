@@ -1,0 +1,467 @@
+"""The layout of a transformers model: its block stacks and how its parts relate.
+
+A Hugging Face model is a tree of *regions*, each a part that has blocks of its own:
+
+* the model itself;
+* a **tower**: a sub-model built from its own configuration (its ``config`` is of another class
+  than the enclosing region's): CLIP's ``text_model`` and ``vision_model``, LLaVA's
+  ``vision_tower`` and ``language_model``, BLIP-2's ``qformer``. Towers run side by side;
+* an **encoder** and a **decoder**: the modules ``get_encoder()`` / ``get_decoder()`` return on a
+  model whose config says ``is_encoder_decoder`` (T5, BART, Whisper, DETR);
+* a **backbone**: a feature extractor feeding the rest of the model (a ``BackboneMixin`` such as
+  ``SwinBackbone``, or a timm model inside a DETR). It runs first, like a stem with blocks.
+
+Inside a region, a *stack* is an ``nn.ModuleList`` of ``GradientCheckpointingLayer`` s (every
+repeated block of transformers 5 is one), each item a block. In a hierarchical model the items are
+stages holding stacks of their own (Swin, Hiera): at ``granularity="block"`` those inner blocks are
+the units, at ``"stage"`` the stages. Equal-length sibling stacks of the same parent run index by
+index (IDEFICS' ``layers`` and ``gated_cross_attn_layers``), so item ``i`` of each forms one unit. A
+region without any such stack (ConvNeXt, ALBERT, XLNet, a timm backbone) gets its blocks from the
+module structure alone (:mod:`.structural`). Convolutional feature encoders (wav2vec2's
+``feature_extractor``) are a stem, not blocks.
+
+:func:`find_layout` returns the tree as :class:`Region` s; :mod:`.hf_numbering` turns it into ids.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import inspect
+import textwrap
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Union
+
+from torch import nn
+
+from . import structural
+from .paths import interleave
+
+Unit = tuple[str, ...]  # the module paths that together form one block
+
+#: Attributes under which per-layer wrappers (torch.compile, FSDP1, activation checkpointing)
+#: keep the wrapped module: a wrapped block is still a block.
+_LAYER_WRAPPERS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+#: Attribute names of the convolutional front ends of speech models (transformers' convention):
+#: their stacks are a stem, not blocks.
+_FRONT_END_NAMES = frozenset({"feature_extractor", "feature_encoder"})
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+#: Builtins that iterate over their argument: ``enumerate(self.layers)`` runs the layers.
+_ITERATING = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "map"})
+
+
+@dataclass
+class Stack:
+    """Blocks that run one after another, each a :data:`Unit`, in forward order."""
+
+    path: str
+    units: list[Unit]
+
+
+@dataclass
+class Region:
+    """A part of the model with blocks of its own (see the module docstring).
+
+    Attributes:
+        path: module path (``""`` for the model itself).
+        kind: ``"model"``, ``"tower"``, ``"encoder"``, ``"decoder"`` or ``"backbone"``.
+        elements: its stacks and sub-regions, in the order they run (:func:`run_order`).
+        config_type: class of the configuration the region was built from.
+    """
+
+    path: str
+    module: nn.Module
+    kind: str
+    elements: list[Union[Stack, "Region"]] = field(default_factory=list)
+    config_type: Optional[type] = None
+    #: on the model's region: every parameter name, aliases included, in the order they run
+    order: list[str] = field(default_factory=list)
+
+    def units(self) -> Iterator[Unit]:
+        """Every unit of the region, sub-regions included, in element order."""
+        for element in self.elements:
+            yield from element.units if isinstance(element, Stack) else element.units()
+
+    def regions(self) -> Iterator["Region"]:
+        """This region and every region below it."""
+        yield self
+        for element in self.elements:
+            if isinstance(element, Region):
+                yield from element.regions()
+
+    def has_units(self) -> bool:
+        return next(self.units(), None) is not None
+
+
+def find_layout(model: nn.Module, granularity: str = "block") -> Region:
+    """The region tree of a transformers model (any ``nn.Module`` works: it is one region)."""
+    return _Finder(model, granularity).root
+
+
+class _Finder:
+    """One pass over the module tree, collecting regions and stacks."""
+
+    def __init__(self, model: nn.Module, granularity: str) -> None:
+        self.granularity = granularity
+        # stacks of whole items: stages are split here, once (see _block_units)
+        self.tree = structural.ModuleTree(model, split_stages=False)
+        self.gc_class = _gradient_checkpointing_layer()
+        self.backbone_classes = _backbone_classes()
+        self.roles: dict[int, str] = {}  # id(module) -> "encoder" / "decoder"
+        self.root_module = model
+        names = run_order(model)
+        self.first_at = first_positions(names)
+        self.root = self._region("", model, "model")
+        # index-aligned lists found by the structure (Florence-2's `convs[i]` before `blocks[i]`)
+        self.root.order = interleave(names, self.tree.interleaved)
+
+    def _region(self, path: str, module: nn.Module, kind: str) -> Region:
+        config = getattr(module, "config", None)
+        region = Region(path, module, kind, config_type=type(config) if _is_config(config) else None)
+        self._walk(module, path, region)
+        if not region.has_units():
+            self._structural_fallback(region)
+        region.elements.sort(key=self._first_index)
+        return region
+
+    def _walk(self, module: nn.Module, path: str, region: Region) -> None:
+        pair = _encoder_decoder(module)  # on any level: DetrForSegmentation holds a DETR in `detr`
+        if pair is not None:
+            self.roles[id(pair[0])], self.roles[id(pair[1])] = "encoder", "decoder"
+        children = self.tree.children(module, path)
+        gc_stacks = {p: c for p, c in children if self._is_gc_stack(c)}
+        interleaved: dict[str, Optional[Stack]] = {}
+        for group in _aligned(gc_stacks):
+            interleaved[group[0][0]] = Stack(group[0][0], self._interleaved_units(group))
+            interleaved.update((p, None) for p, _ in group[1:])
+        for child_path, child in children:
+            kind = self._region_kind(child, region)
+            if child_path in interleaved:
+                if interleaved[child_path] is not None:
+                    region.elements.append(interleaved[child_path])
+            elif kind is not None:
+                sub = self._region(child_path, child, kind)
+                if sub.has_units():  # a sub-model without blocks (a prompt encoder) is loose here
+                    region.elements.append(sub)
+            elif child_path in gc_stacks:
+                region.elements.append(Stack(child_path, self._stack_units(child_path, child)))
+            elif not _is_front_end(child_path, child):  # front ends stay stem parameters
+                self._walk(child, child_path, region)
+
+    def _region_kind(self, module: nn.Module, region: Region) -> Optional[str]:
+        role = self.roles.get(id(module))
+        if role is not None:
+            return role
+        inner = _unwrapped(module)
+        if isinstance(inner, self.backbone_classes) or type(inner).__module__.startswith("timm."):
+            return "backbone"
+        config = getattr(inner, "config", None)
+        if _is_config(config) and region.config_type is not None and type(config) is not region.config_type:
+            return "tower"
+        return None
+
+    def _structural_fallback(self, region: Region) -> None:
+        """Blocks of a region without gradient-checkpointing stacks, from the module structure."""
+        stacks = [stack for stack in self.tree.walk(region.module, region.path) if stack]
+        sizes = [self.tree.size(stack) for stack in stacks]
+        for stack, size in zip(stacks, sizes):
+            if size >= structural.MIN_STACK_SHARE * max(sizes):
+                units = [u for unit in stack for u in self._split(unit)]
+                region.elements.append(Stack(_common_prefix(units) or region.path, units))
+
+    def _split(self, unit: Unit) -> list[Unit]:
+        """A unit of the structure split like a block (units of index-aligned lists stay)."""
+        if len(unit) > 1:
+            return [unit]
+        return self._block_units(unit[0], self.root_module.get_submodule(unit[0]) if unit[0] else self.root_module)
+
+    def _first_index(self, element: Union[Stack, Region]) -> int:
+        units = element.units if isinstance(element, Stack) else element.units()
+        last = len(self.first_at)
+        return min((self.first_at.get(p, last) for unit in units for p in unit), default=last)
+
+    def _is_gc_stack(self, module: nn.Module) -> bool:
+        if self.gc_class is None or not isinstance(module, nn.ModuleList):
+            return False
+        return any(isinstance(_unwrapped(item), self.gc_class) for item in module)
+
+    def _stack_units(self, path: str, stack: nn.Module, split: bool = True) -> list[Unit]:
+        items = self.tree.children(stack, path)
+        if not split:
+            return [(item_path,) for item_path, _ in items]
+        return [unit for item_path, item in items for unit in self._block_units(item_path, item)]
+
+    def _block_units(self, path: str, block: nn.Module) -> list[Unit]:
+        """A block as one unit; at block granularity a stage is split into its blocks, once: a
+        stage (Swin, Hiera, ConvNeXt, a ResNet stage) is mostly a stack of blocks, itself or
+        through a child; the blocks it is split into are not split again (a ResNet bottleneck is
+        mostly its `layer` of conv-norm units, but it is one block)."""
+        if self.granularity != "block":
+            return [(path,)]
+        inner = list(self._inner_gc_stacks(block, path))
+        if inner:
+            return [unit for p, stack in inner for unit in self._stack_units(p, stack, split=False)]
+        children = self.tree.children(block, path)
+        if self.tree.is_stack(path, block):
+            return [(p,) for p, _ in children]
+        stacks = [(p, c) for p, c in children if self.tree.is_stack(p, c)]
+        if stacks and sum(self.tree.numel[p] for p, _ in stacks) >= 0.5 * self.tree.numel[path]:
+            return [(q,) for p, c in stacks for q, _ in self.tree.children(c, p)]
+        return [(path,)]
+
+    def _inner_gc_stacks(self, module: nn.Module, path: str) -> Iterator[tuple[str, nn.Module]]:
+        for child_path, child in self.tree.children(module, path):
+            if self._is_gc_stack(child):
+                yield child_path, child
+            else:
+                yield from self._inner_gc_stacks(child, child_path)
+
+    def _interleaved_units(self, group: list[tuple[str, nn.Module]]) -> list[Unit]:
+        rows = zip(*(self.tree.children(stack, path) for path, stack in group))
+        return [tuple(p for p, _ in row) for row in rows]
+
+
+def run_order(model: nn.Module) -> list[str]:
+    """Every parameter name, aliases of shared parameters included, in the order they are
+    expected to run.
+
+    Registration order is not always the order of the forward pass: OPT registers its
+    ``final_layer_norm`` before ``layers``, DeBERTa-v2 its ``rel_embeddings`` after the layers that
+    use them, and ``named_parameters()`` lists a module's own parameters (CLIP's ``logit_scale``)
+    before its children's. So the children and own parameters of a module are ordered by where its
+    ``forward`` first calls them (``self.<name>(...)``, a loop over ``self.<name>``; also inside the
+    ``self.<helper>()`` methods it calls), or else first mentions them; what it does not mention
+    keeps its place after its registered predecessor, and own parameters it does not mention come
+    after the children. Containers run in registration order.
+
+    Example:
+        >>> from transformers import OPTConfig, OPTModel
+        >>> config = OPTConfig(hidden_size=8, ffn_dim=8, num_hidden_layers=1, num_attention_heads=2, vocab_size=10)
+        >>> opt = OPTModel(config)
+        >>> [name for name, _ in opt.named_parameters()][2:5]  # registration order
+        ['decoder.final_layer_norm.weight', 'decoder.final_layer_norm.bias', 'decoder.layers.0.self_attn.k_proj.weight']
+        >>> run_order(opt)[-3:]
+        ['decoder.layers.0.fc2.bias', 'decoder.final_layer_norm.weight', 'decoder.final_layer_norm.bias']
+    """
+    names: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        entries = [(key, child) for key, child in module._modules.items() if child is not None]
+        entries += [(key, param) for key, param in module._parameters.items() if param is not None]
+        for key, entry in _forward_sorted(module, entries):
+            if isinstance(entry, nn.Module):
+                visit(entry, f"{prefix}{key}.")
+            else:
+                names.append(prefix + key)
+
+    visit(model, "")
+    return names
+
+
+def _forward_sorted(module: nn.Module, entries: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """``entries`` (children, then own parameters) in the order ``module.forward`` uses them."""
+    if len(entries) < 2 or isinstance(module, _CONTAINERS):
+        return entries
+    called, mentioned = _first_uses(type(_unwrapped(module)))
+    has_children = any(isinstance(e, nn.Module) for _, e in entries)
+    keys, previous = [], (-1.0, -1)
+    for index, (key, entry) in enumerate(entries):
+        # a child runs where it is called (a mere `self.decoder.embed_tokens.weight.dtype` is no
+        # run), a parameter where it is first read
+        rank = called.get(key, mentioned.get(key)) if isinstance(entry, nn.Module) else mentioned.get(key)
+        if rank is not None:
+            previous = (float(rank), index)
+        elif isinstance(entry, nn.Parameter) and has_children:
+            previous = (float("inf"), index)  # an own parameter that forward does not name: after the children
+        keys.append((previous, index))
+    return [entry for _, entry in sorted(zip(keys, entries), key=lambda ke: ke[0])]
+
+
+@functools.lru_cache(maxsize=None)
+def _first_uses(cls: type) -> tuple[dict[str, int], dict[str, int]]:
+    """Where ``cls.forward`` first calls (or iterates over) each ``self.<name>``, and where it
+    first mentions it at all: ranks in evaluation order (a call's arguments before the call:
+    ``self.norm(self.embed(x))`` runs ``embed`` first). What a ``self.<helper>()`` method that
+    forward calls uses counts at the call. Both empty without source."""
+    called: dict[str, int] = {}
+    mentioned: dict[str, int] = {}
+    uses = _uses_in(getattr(cls, "forward", None))
+    for rank, (name, is_call) in enumerate(uses):
+        mentioned.setdefault(name, rank)
+        if is_call:
+            called.setdefault(name, rank)
+    for name, rank in sorted(called.items(), key=lambda item: item[1]):
+        helper = inspect.getattr_static(cls, name, None)
+        if name != "forward" and inspect.isfunction(helper):
+            for inner, is_call in _uses_in(helper):
+                for ranks, counts in ((mentioned, True), (called, is_call)):
+                    if counts and ranks.get(inner, rank + 1) > rank:
+                        ranks[inner] = rank
+    return called, mentioned
+
+
+@functools.lru_cache(maxsize=None)
+def loops_over_layer_count(cls: type) -> bool:
+    """Whether ``cls.forward`` loops ``range(... num_hidden_layers ...)`` times: it then runs its
+    blocks by layer count, not one by one (ALBERT applies one layer group to every layer)."""
+    tree = _syntax_tree(getattr(cls, "forward", None))
+    return tree is not None and any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "range"
+        and any(isinstance(n, ast.Attribute) and n.attr == "num_hidden_layers" for a in node.args for n in ast.walk(a))
+        for node in ast.walk(tree)
+    )
+
+
+def _syntax_tree(function: object) -> Optional[ast.AST]:
+    if not callable(function):
+        return None
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(function))))
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
+def _uses_in(function: object) -> list[tuple[str, bool]]:
+    """``(x, called)`` for every ``self.x`` a function uses, in evaluation order (empty without
+    source). ``called``: ``self.x(...)``, ``self.x[i](...)``, or iterated over (``for layer in
+    self.x``, ``enumerate(self.x)``); not ``self.x.weight`` or ``self.x.method()``."""
+    tree = _syntax_tree(function)
+    if tree is None:
+        return []
+    uses: list[tuple[str, bool]] = []
+
+    def self_attribute(node: ast.AST) -> Optional[str]:
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            return node.attr
+        return None
+
+    def visit(node: ast.AST, runs: bool = False) -> None:
+        name = self_attribute(node)
+        if name is not None:
+            if isinstance(node, ast.Subscript):
+                visit(node.slice)
+            uses.append((name, runs))
+        elif isinstance(node, ast.Call):  # arguments run before the call
+            iterates = isinstance(node.func, ast.Name) and node.func.id in _ITERATING
+            for arg in [*node.args, *node.keywords]:
+                visit(arg, runs=iterates)
+            visit(node.func, runs=True)
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):  # the value before the targets
+            if node.value is not None:
+                visit(node.value)
+            for target in getattr(node, "targets", None) or [node.target]:
+                visit(target)
+        elif isinstance(node, (ast.For, ast.comprehension)):
+            visit(node.iter, runs=True)
+            for child in ast.iter_child_nodes(node):
+                if child is not node.iter:
+                    visit(child)
+        else:
+            for child in ast.iter_child_nodes(node):
+                visit(child)
+
+    visit(tree)
+    return uses
+
+
+def first_positions(names: list[str]) -> dict[str, int]:
+    """Module path -> position of the first parameter below it in ``names`` (and each name ->
+    its own position)."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            first.setdefault(".".join(parts[:i]), position)
+    return first
+
+
+def _is_front_end(path: str, module: nn.Module) -> bool:
+    """A convolutional feature encoder (wav2vec2 family): transformers names it
+    ``feature_extractor`` and its class ``*FeatureEncoder``."""
+    return path.rsplit(".", 1)[-1] in _FRONT_END_NAMES or type(_unwrapped(module)).__name__.endswith("FeatureEncoder")
+
+
+def _aligned(stacks: dict[str, nn.Module]) -> list[list[tuple[str, nn.Module]]]:
+    """Sibling stacks of equal length (>= 2) and different block classes: they run index by
+    index (IDEFICS' ``layers`` and ``gated_cross_attn_layers``)."""
+    by_length: dict[int, list[tuple[str, nn.Module]]] = defaultdict(list)
+    for path, stack in stacks.items():
+        if len(stack) >= 2:
+            by_length[len(stack)].append((path, stack))
+    groups = []
+    for group in by_length.values():
+        kinds = {frozenset(type(_unwrapped(item)) for item in stack) for _, stack in group}
+        if len(group) >= 2 and len(kinds) == len(group):
+            groups.append(group)
+    return groups
+
+
+def _common_prefix(units: list[Unit]) -> str:
+    paths = [p.split(".") for unit in units for p in unit]
+    prefix = []
+    for parts in zip(*paths):
+        if len(set(parts)) != 1:
+            break
+        prefix.append(parts[0])
+    return ".".join(prefix)
+
+
+def _unwrapped(module: nn.Module) -> nn.Module:
+    """The module inside per-layer wrappers (compiled, FSDP1- or checkpoint-wrapped layers)."""
+    while True:
+        wrapped = (getattr(module, attribute, None) for attribute in _LAYER_WRAPPERS)
+        inner = next((m for m in wrapped if isinstance(m, nn.Module)), None)
+        if inner is None:
+            return module
+        module = inner
+
+
+def _encoder_decoder(module: nn.Module) -> Optional[tuple[nn.Module, nn.Module]]:
+    """The encoder and decoder modules of an encoder-decoder model, else ``None``."""
+    config = getattr(module, "config", None)
+    if not getattr(config, "is_encoder_decoder", False):
+        return None
+    try:
+        encoder, decoder = module.get_encoder(), module.get_decoder()
+    except Exception:  # noqa: BLE001 - best-effort lookups of transformers; some models raise
+        return None
+    if not isinstance(encoder, nn.Module) or not isinstance(decoder, nn.Module):
+        return None
+    if module is encoder or module is decoder:
+        return None
+    if any(m is encoder for m in decoder.modules()) or any(m is decoder for m in encoder.modules()):
+        return None  # one inside the other: not an encoder-decoder pair (a backbone's own encoder)
+    return encoder, decoder
+
+
+def _is_config(config: object) -> bool:
+    try:
+        from transformers import PretrainedConfig
+    except ImportError:  # pragma: no cover - the adapter only runs on transformers models
+        return False
+    return isinstance(config, PretrainedConfig)
+
+
+def _gradient_checkpointing_layer() -> Optional[type]:
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:  # transformers < 4.52: blocks come from the module structure alone
+        return None
+    return GradientCheckpointingLayer
+
+
+def _backbone_classes() -> tuple[type, ...]:
+    """transformers' ``BackboneMixin`` (its older location subclasses it)."""
+    for module_name in ("transformers.backbone_utils", "transformers.utils.backbone_utils"):
+        try:
+            mixin = importlib.import_module(module_name).BackboneMixin
+        except (ImportError, AttributeError):
+            continue
+        return (mixin,)
+    return ()

@@ -1,0 +1,58 @@
+"""Small helpers on dotted module paths and parameter names, shared by the adapters."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+
+def parents(name: str) -> Iterator[str]:
+    """The module paths that contain a parameter, outermost first.
+
+    Example:
+        >>> list(parents("a.b.c"))
+        ['', 'a', 'a.b']
+    """
+    yield ""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        yield ".".join(parts[:i])
+
+
+def shared_depth(name: str, paths: Iterable[str]) -> int:
+    """How many leading components ``name`` shares with the closest of ``paths``.
+
+    Example:
+        >>> shared_depth("stages.1.downsample.weight", ["stages.0.blocks.2", "stages.1.blocks.0"])
+        2
+    """
+    parts = name.split(".")
+    best = 0
+    for path in paths:
+        depth = 0
+        for a, b in zip(parts, path.split(".")):
+            if a != b:
+                break
+            depth += 1
+        best = max(best, depth)
+    return best
+
+
+def interleave(names: list[str], groups: list[list[str]]) -> list[str]:
+    """``names`` reordered so that the parameters under each group's module paths (items of
+    index-aligned lists in the order they run: ``a.0``, ``b.0``, ``a.1``, ``b.1``, ...) follow
+    that order, at the place of the group's first parameter; everything else keeps its place.
+
+    Example:
+        >>> interleave(["a.0.w", "a.1.w", "b.0.w", "b.1.w", "head.w"], [["a.0", "b.0", "a.1", "b.1"]])
+        ['a.0.w', 'b.0.w', 'a.1.w', 'b.1.w', 'head.w']
+    """
+    rank = {item: (g, r) for g, items in enumerate(groups) for r, item in enumerate(items)}
+    anchor: dict[int, int] = {}
+    keyed = []
+    for position, name in enumerate(names):
+        hit = next((rank[p] for p in parents(name) if p in rank), None)
+        if hit is None:
+            keyed.append(((position, -1, position), name))
+        else:
+            keyed.append(((anchor.setdefault(hit[0], position), hit[1], position), name))
+    return [name for _, name in sorted(keyed)]

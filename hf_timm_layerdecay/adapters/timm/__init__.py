@@ -1,0 +1,100 @@
+"""Layer ids for timm models: bare, inside a user model, or as timm feature extractors.
+
+A timm model with ``group_matcher()`` is numbered in six steps:
+
+1. **timm's grouping.** timm's own helper (``timm.models._manipulate.group_with_matcher``)
+   groups the parameters with the model's matcher at block granularity (``coarse=False``;
+   ``coarse=True`` for ``AutoStrategy(granularity="stage")``).
+2. **Shared modules.** A module held at a shallow path and called from inside blocks (CoaT's
+   ``crpe1``, which timm files under the stem although it first runs in ``serial_blocks1.0``)
+   gets the group of the first block holding it.
+3. **Unmatched parameters** are placed where they run (:func:`_place_unmatched`), not dumped
+   into the head: after every matched parameter means the head (``fc_norm``, ``head.norm``);
+   before, the stem; in between, the neighbouring group.
+4. **Stage groups are split into blocks.** Matchers that only know stages (PVT-v2, CoAtNet,
+   MaxViT, EfficientFormer, MViTv2, GCViT) get one id per block of the stage's ``blocks`` list.
+5. **Blocks in run order.** Where the matcher deliberately overlaps two block lists (CaiT's
+   class-attention blocks get the ids of the last self-attention blocks although they run after
+   all of them), the module structure numbers the model instead.
+6. **The head.** The classifier (``get_classifier()``, ``pretrained_cfg["classifier"]``) has
+   the last id; the frame keeps that slot when the model has no classifier (``num_classes=0``),
+   so the other layers keep their scales.
+
+The result is never coarser than timm's map and, over the whole zoo, never goes against the
+order in which a forward pass first uses the parameters where timm's does not (see
+``docs/timm_coverage.md``). Models without ``group_matcher()`` (MetaFormer, PiT, CSATv2,
+MobileNetV5's encoder) get the structural map (:mod:`.structural`). A user model holding one
+timm model (``self.backbone = timm.create_model(...)`` plus a new head) keeps the timm model's
+ids; what it registers after the timm model (a new head, a neck, a decoder) takes the head id.
+timm's feature extractors (``features_only=True``) get the ids of the full model they were cut
+from, rebuilt without weights on the meta device, so that their scales match it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from ...core.layer_map import LayerMap
+from ..options import AutoStrategy
+from .features import feature_extractor_map, is_feature_extractor
+from .grouping import model_map
+from .identify import classifier_names, is_timm_model, single_timm_model, summarize
+from .naming import is_position_or_token, no_weight_decay_names
+from .wrapper import user_wrapper_map
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "applies", "layer_map", "timm_model_map", "is_timm_model", "classifier_names",
+    "no_weight_decay_names", "is_position_or_token",
+]
+
+
+def applies(model: nn.Module) -> bool:
+    """Is ``model`` a timm model, or a user model holding exactly one timm model?
+
+    Looks only at class module names, so timm is not imported for models that do not use it.
+    A model that also holds a transformers model is left to the transformers adapter.
+    """
+    if is_timm_model(model):
+        return True
+    return single_timm_model(model) is not None
+
+
+def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> LayerMap:
+    """Layer ids for every parameter of a timm model or of a user model holding one.
+
+    Example:
+        >>> import timm, torch
+        >>> with torch.device("meta"):
+        ...     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+        >>> lm = layer_map(vit)
+        >>> [lm.ids[n] for n in ["cls_token", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.bias", "head.weight"]]
+        [0, 0, 1, 12, 13]
+        >>> lm.num_layers
+        14
+    """
+    if is_timm_model(model):
+        return timm_model_map(model, options.granularity)
+    found = single_timm_model(model)
+    if found is None:
+        raise ValueError(
+            f"{type(model).__name__} is neither a timm model nor a model holding exactly one timm model; "
+            "use the structural strategy for it"
+        )
+    path, backbone = found
+    return user_wrapper_map(model, path, backbone, timm_model_map(backbone, options.granularity))
+
+
+def timm_model_map(model: nn.Module, granularity: str = "block") -> LayerMap:
+    """Layer ids for a timm model (see the module docstring for the rules)."""
+    found = feature_extractor_map(model, granularity) if is_feature_extractor(model) else model_map(model, granularity)
+    if len(set(found.ids.values())) < 2 and len(found.ids) > 1:
+        logger.warning(
+            "%s: all %d parameters (%s) got one layer id; layer-wise decay has no effect. "
+            "Pass a strategy rule (a callable or {regex: id}) to number them.",
+            type(model).__name__, len(found.ids), summarize(list(found.ids)),
+        )
+    return found

@@ -1,0 +1,80 @@
+"""Which modules are timm models, and which of their parameters are the classifier."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_TIMM_MODELS = "timm.models."
+_TRANSFORMERS = "transformers."
+
+
+def is_timm_model(module: nn.Module) -> bool:
+    """A timm model: an instance of a class from ``timm.models`` (or of a user's subclass of one)
+    with timm's model interface, or one of timm's feature extractors; not a building block.
+
+    Example:
+        >>> from torch import nn
+        >>> is_timm_model(nn.Linear(2, 2))
+        False
+    """
+    if not any(cls.__module__.startswith(_TIMM_MODELS) for cls in type(module).__mro__):
+        return False
+    return any(hasattr(module, attribute) for attribute in ("pretrained_cfg", "group_matcher", "get_classifier"))
+
+
+def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
+    """(path, module) of the one outermost timm model inside ``model``, or None when there is
+    none, more than one, or the model also holds a transformers model."""
+    found: list[tuple[str, nn.Module]] = []
+    for path, module in model.named_modules():
+        if type(module).__module__.startswith(_TRANSFORMERS):
+            return None
+        if any(path.startswith(p + ".") for p, _ in found):
+            continue
+        if path and is_timm_model(module):
+            found.append((path, module))
+    if len(found) != 1 or not any(True for _ in found[0][1].parameters()):
+        return None
+    return found[0]
+
+
+def classifier_names(model: nn.Module) -> set[str]:
+    """Names of the classifier's parameters: ``get_classifier()`` (a module or a tuple of them,
+    like DeiT's ``head`` and ``head_dist``) and the prefixes in ``pretrained_cfg["classifier"]``.
+
+    Example:
+        >>> import timm, torch
+        >>> with torch.device("meta"):
+        ...     deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False)
+        >>> sorted(classifier_names(deit))
+        ['head.bias', 'head.weight', 'head_dist.bias', 'head_dist.weight']
+    """
+    owned: set[int] = set()
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        try:
+            heads = get_classifier()
+        except Exception as exc:  # noqa: BLE001 - a model's own method may fail on a headless build
+            logger.debug("%s.get_classifier() failed: %s", type(model).__name__, exc)
+            heads = ()
+        for head in heads if isinstance(heads, (tuple, list)) else (heads,):
+            if isinstance(head, nn.Module):
+                owned.update(id(p) for p in head.parameters())
+    prefixes = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    names = set()
+    for name, param in model.named_parameters():
+        if id(param) in owned or any(name == p or name.startswith(p + ".") for p in prefixes):
+            names.add(name)
+    return names
+
+
+def summarize(names: list[str], show: int = 3) -> str:
+    modules = list(dict.fromkeys(n.rsplit(".", 1)[0] if "." in n else n for n in names))
+    more = f", ... ({len(modules)} modules)" if len(modules) > show else ""
+    return ", ".join(repr(m) for m in modules[:show]) + more
