@@ -13,7 +13,7 @@ from torch import nn
 from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.wrappers import ModelView, canonical_name, view
-from .core.groups import build_param_groups, check_param_groups
+from .core.groups import build_param_groups, check_param_groups, merge_equal_groups
 from .core.layer_map import LayerIdError, LayerMap
 from .core.scales import LayerDecay, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
@@ -104,7 +104,9 @@ def auto_layer_decay(
     """Optimizer parameter groups with layer-wise learning-rate decay.
 
     Every trainable parameter lands in exactly one group (this is checked); groups are sorted
-    by layer id, the decayed group of a layer before its no-decay group.
+    by layer id, the decayed group of a layer before its no-decay group. Groups whose
+    hyperparameters come out identical (layers clamped to one ``min_scale``, a weight decay of
+    0) are merged, since every group costs the optimizer its own kernel launches per step.
 
     Args:
         model: any ``nn.Module``, bare or wrapped (DDP, ``torch.compile``, FSDP1).
@@ -172,6 +174,7 @@ def auto_layer_decay(
                 UserWarning,
                 stacklevel=2,
             )
+    groups = merge_equal_groups(groups)
     check_param_groups(groups, model)
     return groups
 

@@ -14,6 +14,7 @@ from hf_timm_layerdecay import (
     ParamGroupError,
     auto_layer_decay,
     check_param_groups,
+    layer_decay_report,
     layer_ids,
 )
 
@@ -78,7 +79,25 @@ def test_sequence_callable_and_min_scale(vit):
     assert {g["layer_id"]: g["lr"] for g in groups} == pytest.approx({i: 1 / (14 - i) for i in range(14)})
     groups = auto_layer_decay(vit, lr=1.0, layer_decay=0.5, min_scale=0.01)
     lrs = {g["layer_id"]: g["lr"] for g in groups}
-    assert lrs[0] == lrs[6] == 0.01 and lrs[7] == 0.5**6 and lrs[13] == 1.0
+    assert lrs[0] == 0.01 and lrs[7] == 0.5**6 and lrs[13] == 1.0
+    # layers 0-6 are all clamped to 0.01: one decay and one no-decay group for them, not 14
+    assert [g["name"] for g in groups[:3]] == ["layers_0-6_decay", "layers_0-6_no_decay", "layer_7_decay"]
+    assert groups[0]["merged_layer_ids"] == (0, 1, 2, 3, 4, 5, 6) and len(groups) == 2 + 2 * 7
+    assert "blocks.5.attn.qkv.weight" in groups[0]["param_names"]
+
+
+def test_groups_with_equal_hyperparameters_are_merged(vit):
+    groups = auto_layer_decay(vit, lr=1.0, layer_decay=0.5, weight_decay=0.0)  # decay == no-decay groups
+    assert [g["name"] for g in groups][:2] == ["layer_0", "layer_1"] and len(groups) == 14
+    assert auto_layer_decay(vit, lr=1.0, layer_decay=None, weight_decay=0.0)[0]["name"] == "all"
+    repeated = auto_layer_decay(vit, lr=1.0, layer_decay=[0.5, 1.0] * 7)
+    assert [g["name"] for g in repeated] == [
+        "layers_0_2_4_6_8_10_12_decay", "layers_0_2_4_6_8_10_12_no_decay",
+        "layers_1_3_5_7_9_11_13_decay", "layers_1_3_5_7_9_11_13_no_decay",
+    ]
+    report = layer_decay_report(groups_min := auto_layer_decay(vit, lr=1.0, layer_decay=0.5, min_scale=0.01), vit)
+    assert report.rows[0].layers == [0, 1, 2, 3, 4, 5, 6] and str(report).splitlines()[2].split()[1] == "0-6"
+    assert "16 groups, 14 layers" in str(report) and report.coverage.ok and len(groups_min) == 16
 
 
 def test_without_lr_groups_carry_lr_scale_and_a_warning(vit):

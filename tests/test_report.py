@@ -37,7 +37,7 @@ def test_table_and_json():
     assert lines[-1] == "note: a remark"
     data = json.loads(json.dumps(report.to_dict()))
     assert data["groups"][0] == {
-        "name": "layer_0_decay", "layer_id": 0, "scale": 0.125, "lr": 0.0125, "weight_decay": 0.05,
+        "name": "layer_0_decay", "layer_id": 0, "layers": [0], "scale": 0.125, "lr": 0.0125, "weight_decay": 0.05,
         "tensors": 1, "elements": 32, "param_names": ["0.weight"],
     }
     assert data["coverage"]["ok"] is True and data["notes"] == ["a remark"]

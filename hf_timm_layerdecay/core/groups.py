@@ -12,6 +12,8 @@ A group is a plain ``dict`` that ``torch.optim`` accepts as is. Keys:
 ``scale``         the layer's learning-rate scale, for reading only.
 ``lr``            ``base lr x scale``, present when a base lr was given.
 ``lr_scale``      the scale again, present only when no ``lr`` was given.
+``merged_layer_ids``  only on a group that holds several layers with identical hyperparameters
+                  (see :func:`merge_equal_groups`); its ``layer_id`` is then the lowest of them.
 
 ``lr_scale`` is the key that timm's schedulers and the BEiT/MAE training loops multiply into the
 lr they set. Carrying it next to an already scaled ``lr`` would apply the decay twice, and
@@ -151,6 +153,61 @@ def param_group_coverage(groups: Iterable[dict], model: Any) -> Coverage:
     trainable = [(n, p) for n, p in named if p.requires_grad]
     missing = [n for n, p in trainable if id(p) not in owner]
     return Coverage(len(trainable), tuple(missing), tuple(duplicates), tuple(foreign))
+
+
+def merge_equal_groups(groups: list[dict]) -> list[dict]:
+    """Merge groups whose hyperparameters are all equal (same scale, lr and weight decay).
+
+    Every group costs the optimizer its own kernel launches per step, so layers that
+    ``min_scale`` clamps to one value, or a sequence of per-layer scales with repeats, share one
+    group. A merged group keeps the place and the ``layer_id`` of its lowest layer, is named
+    ``layers_<first>-<last>_<kind>`` and lists its layers in ``merged_layer_ids``.
+
+    Example:
+        >>> import torch
+        >>> p = [torch.nn.Parameter(torch.zeros(2, 2)) for _ in range(3)]
+        >>> groups = build_param_groups(
+        ...     [("a.w", p[0]), ("b.w", p[1]), ("c.w", p[2])], weight_decay=0.1, is_no_decay=lambda n, _: False,
+        ...     layer_of=lambda n: "abc".index(n[0]), scale_of=[0.5, 0.5, 1.0].__getitem__, lr=1.0)
+        >>> [(g["name"], g["layer_id"], g.get("merged_layer_ids"), g["param_names"]) for g in merge_equal_groups(groups)]
+        [('layers_0-1_decay', 0, (0, 1), ['a.w', 'b.w']), ('layer_2_decay', 2, None, ['c.w'])]
+    """
+    members: dict[tuple, list[dict]] = {}
+    for group in groups:
+        key = tuple(sorted((k, _frozen(v)) for k, v in group.items() if k not in _GROUP_CONTENT))
+        members.setdefault(key, []).append(group)
+    return [_merged(same) if len(same) > 1 else same[0] for same in members.values()]
+
+
+def _merged(same: list[dict]) -> dict:
+    kinds = {NO_DECAY if g["name"].endswith(NO_DECAY) else DECAY for g in same}
+    kind = kinds.pop() if len(kinds) == 1 else None
+    if same[0]["layer_id"] is None:  # no layer split: decay and no_decay with equal weight decay
+        group = dict(same[0], name=kind or "all")
+        group["params"] = [p for g in same for p in g["params"]]
+        group["param_names"] = [n for g in same for n in g["param_names"]]
+        return group
+    layers = tuple(sorted({g["layer_id"] for g in same}))
+    if len(layers) == 1:
+        span = f"layer_{layers[0]}"
+    elif layers == tuple(range(layers[0], layers[-1] + 1)):
+        span = f"layers_{layers[0]}-{layers[-1]}"
+    else:
+        span = "layers_" + "_".join(map(str, layers))
+    group = dict(same[0], name=span + (f"_{kind}" if kind else ""), layer_id=layers[0])
+    group["params"] = [p for g in same for p in g["params"]]
+    group["param_names"] = [n for g in same for n in g["param_names"]]
+    if len(layers) > 1:
+        group["merged_layer_ids"] = layers
+    return group
+
+
+#: Keys that say what a group holds, not how it is optimized.
+_GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids"})
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def check_param_groups(groups: Iterable[dict], model: Any) -> None:

@@ -14,6 +14,7 @@ class GroupRow:
 
     name: str
     layer_id: Optional[int]
+    layers: list[int]
     scale: Optional[float]
     lr: Optional[float]
     weight_decay: float
@@ -49,7 +50,7 @@ class LayerDecayReport:
         lines = [
             (
                 row.name,
-                "-" if row.layer_id is None else str(row.layer_id),
+                _layers(row),
                 _num(row.scale),
                 _num(row.lr),
                 _num(row.weight_decay),
@@ -72,7 +73,7 @@ class LayerDecayReport:
     def _summary(self) -> str:
         tensors = sum(row.tensors for row in self.rows)
         elements = sum(row.elements for row in self.rows)
-        layers = {row.layer_id for row in self.rows if row.layer_id is not None}
+        layers = {layer for row in self.rows for layer in row.layers}
         text = f"{len(self.rows)} groups, {len(layers)} layers, {tensors} tensors, {elements:,} elements"
         if self.coverage is not None:
             if self.coverage.ok:
@@ -120,6 +121,7 @@ def layer_decay_report(
             GroupRow(
                 name=str(group.get("name", f"group_{index}")),
                 layer_id=group.get("layer_id"),
+                layers=list(group.get("merged_layer_ids") or ([] if group.get("layer_id") is None else [group["layer_id"]])),
                 scale=None if scale is None else float(scale),
                 lr=_effective_lr(group, lr),
                 weight_decay=float(group.get("weight_decay", 0.0)),
@@ -138,6 +140,12 @@ def _effective_lr(group: dict, base_lr: Optional[float]) -> Optional[float]:
     if base_lr is not None:
         return base_lr * float(group.get("lr_scale", 1.0))
     return None
+
+
+def _layers(row: GroupRow) -> str:
+    if not row.layers:
+        return "-"
+    return str(row.layers[0]) if len(row.layers) == 1 else f"{row.layers[0]}-{row.layers[-1]}"
 
 
 def _num(value: Optional[float]) -> str:
