@@ -151,7 +151,7 @@ def auto_layer_decay(
     named = list(model.named_parameters())
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    seen = view(model)
+    seen = view(model, named)
     no_decay = _no_decay_names(seen, named, no_weight_decay, model_no_weight_decay)
     common = dict(weight_decay=weight_decay, is_no_decay=lambda name, _: name in no_decay, lr=lr)
     if is_decay_off(layer_decay):
@@ -175,7 +175,7 @@ def auto_layer_decay(
                 stacklevel=2,
             )
     groups = merge_equal_groups(groups)
-    check_param_groups(groups, model)
+    check_param_groups(groups, model, named=named)
     return groups
 
 
@@ -188,7 +188,8 @@ def _no_decay_names(
     position tables and tokens)."""
     user = NameMatcher(extra)
     listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
-    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner)} if use_model_list else set()
+    inner_named = None if seen.wrapped else named
+    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner, inner_named)} if use_model_list else set()
     names = set()
     for name, param in named:
         canonical = seen.canonical_of[name]

@@ -195,3 +195,17 @@ def test_normalize_depth_gives_every_model_the_same_range():
     assert plain[0] == pytest.approx(0.75**51)  # 4.3e-7: the stem would practically not train
     with pytest.raises(LayerDecayError, match="normalize_depth applies to a float layer_decay only"):
         auto_layer_decay(resnet, lr=1.0, layer_decay=[1.0] * 52, normalize_depth=12)
+
+
+def test_groups_hold_the_models_own_parameters_without_copies():
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    storage = {id(p): p.data_ptr() for p in model.parameters()}
+    groups = auto_layer_decay(model, lr=0.1, layer_decay=0.75, weight_decay=0.0)
+    held = [p for g in groups for p in g["params"]]
+    assert sorted(map(id, held)) == sorted(storage)  # the same Parameter objects, each once
+    assert all(p.data_ptr() == storage[id(p)] for p in held)  # same storage: nothing was copied
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)
+    before = model.fc.weight.detach().clone()
+    optimizer.step()  # the step moves the model's own tensor, at the head's lr
+    assert torch.allclose(model.fc.weight, before - 0.1)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+import functools
+from typing import Iterable
 
 
-def parents(name: str) -> Iterator[str]:
+def parents(name: str) -> tuple[str, ...]:
     """The module paths that contain a parameter, outermost first.
 
     Example:
-        >>> list(parents("a.b.c"))
-        ['', 'a', 'a.b']
+        >>> parents("a.b.c")
+        ('', 'a', 'a.b')
     """
-    yield ""
-    parts = name.split(".")
-    for i in range(1, len(parts)):
-        yield ".".join(parts[:i])
+    return _module_and_parents(name.rpartition(".")[0])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _module_and_parents(path: str) -> tuple[str, ...]:
+    # Cached: asked once per parameter by several adapters, and parameters of one module (and
+    # modules of one parent) share their prefixes.
+    if not path:
+        return ("",)
+    return _module_and_parents(path.rpartition(".")[0]) + (path,)
 
 
 def shared_depth(name: str, paths: Iterable[str]) -> int:
@@ -47,6 +54,8 @@ def interleave(names: list[str], groups: list[list[str]]) -> list[str]:
         ['a.0.w', 'b.0.w', 'a.1.w', 'b.1.w', 'head.w']
     """
     rank = {item: (g, r) for g, items in enumerate(groups) for r, item in enumerate(items)}
+    if not rank:
+        return list(names)
     anchor: dict[int, int] = {}
     keyed = []
     for position, name in enumerate(names):

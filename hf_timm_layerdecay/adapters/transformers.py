@@ -122,12 +122,15 @@ def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[
     use (the name ``named_parameters()`` reports).
     """
     aliases: dict[int, list[str]] = defaultdict(list)
+    reported = []  # model.named_parameters(): the first name of each parameter, in this order
     for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) not in aliases:
+            reported.append((name, param))
         aliases[id(param)].append(name)
     ids: dict[str, int] = {}
     notes: list[str] = []
     shared_owners: dict[str, list[str]] = defaultdict(list)
-    for name, param in model.named_parameters():
+    for name, param in reported:
         names = aliases[id(param)]
         alias_ids = {alias: placer.layer_id(alias) for alias in names}
         ids[name] = alias_ids[name]

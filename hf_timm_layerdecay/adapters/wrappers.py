@@ -10,6 +10,7 @@ working on the wrapped one; results are reported under the names the wrapped mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 from torch import nn
 
@@ -31,11 +32,13 @@ class ModelView:
             as the model defines it. FSDP1 turns parameters into 1-D shards outside forward;
             their original shapes come from its flat-parameter metadata, so that the "at most
             one dimension: no weight decay" rule still sees matrices as matrices.
+        wrapped: whether ``inner`` is a module inside the model given, not the model itself.
     """
 
     inner: nn.Module
     canonical_of: dict[str, str]
     ndim_of: dict[str, int]
+    wrapped: bool = False
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -50,13 +53,20 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = children[0][1]
 
 
-def view(model: nn.Module) -> ModelView:
-    """Unwrap ``model`` and pair every parameter's reported name with its canonical name."""
+def view(model: nn.Module, named: Optional[Sequence[tuple[str, nn.Parameter]]] = None) -> ModelView:
+    """Unwrap ``model`` and pair every parameter's reported name with its canonical name.
+
+    ``named``: ``list(model.named_parameters())`` when the caller has it already (it saves a
+    walk of the module tree).
+    """
+    if named is None:
+        named = list(model.named_parameters())
     inner = unwrap(model)
-    canonical_by_id = {id(p): canonical_name(n) for n, p in inner.named_parameters()}
-    original_ndims = _fsdp1_original_ndims(model)
+    canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in inner.named_parameters()}
+    flattened = any(_FSDP1_LEVEL in name for name, _ in named)
+    original_ndims = _fsdp1_original_ndims(model) if flattened else {}
     canonical_of, ndim_of = {}, {}
-    for name, param in model.named_parameters():
+    for name, param in named:
         if type(param).__name__ == "FlatParameter":
             raise ValueError(
                 f"{name!r} is an FSDP flat parameter: with use_orig_params=False FSDP merges a whole wrapped "
@@ -67,7 +77,7 @@ def view(model: nn.Module) -> ModelView:
         canonical = canonical_by_id.get(id(param)) or canonical_name(name)
         canonical_of[name] = canonical
         ndim_of[name] = original_ndims.get(canonical, param.ndim)
-    return ModelView(inner, canonical_of, ndim_of)
+    return ModelView(inner, canonical_of, ndim_of, wrapped=inner is not model)
 
 
 def _fsdp1_original_ndims(model: nn.Module) -> dict[str, int]:
@@ -82,6 +92,9 @@ def _fsdp1_original_ndims(model: nn.Module) -> dict[str, int]:
     return ndims
 
 
+_FSDP1_LEVEL = "_fsdp_wrapped_module"
+
+
 def canonical_name(name: str) -> str:
     """Drop wrapper levels inside a name: ``blocks.0._orig_mod.attn.qkv.weight`` ->
     ``blocks.0.attn.qkv.weight``.
@@ -90,4 +103,6 @@ def canonical_name(name: str) -> str:
         >>> canonical_name("_fsdp_wrapped_module.layers.3._checkpoint_wrapped_module.mlp.weight")
         'layers.3.mlp.weight'
     """
+    if not any(level in name for level in _INTERNAL_LEVELS):  # the common case, without a split
+        return name
     return ".".join(part for part in name.split(".") if part not in _INTERNAL_LEVELS)

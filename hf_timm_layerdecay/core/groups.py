@@ -134,9 +134,11 @@ class Coverage:
         return found
 
 
-def param_group_coverage(groups: Iterable[dict], model: Any) -> Coverage:
-    """Compare ``groups`` (ours or ``optimizer.param_groups``) with ``model.named_parameters()``."""
-    named = list(model.named_parameters())
+def param_group_coverage(groups: Iterable[dict], model: Any, *, named: Optional[list] = None) -> Coverage:
+    """Compare ``groups`` (ours or ``optimizer.param_groups``) with ``model.named_parameters()``
+    (``named``: that list, when the caller has it already)."""
+    if named is None:
+        named = list(model.named_parameters())
     names_of = {id(p): n for n, p in named}
     owner: dict[int, str] = {}
     duplicates, foreign = [], []
@@ -150,9 +152,14 @@ def param_group_coverage(groups: Iterable[dict], model: Any) -> Coverage:
                 duplicates.append(f"{name} (in {owner[id(param)]} and {label})")
             else:
                 owner[id(param)] = label
-    trainable = [(n, p) for n, p in named if p.requires_grad]
-    missing = [n for n, p in trainable if id(p) not in owner]
-    return Coverage(len(trainable), tuple(missing), tuple(duplicates), tuple(foreign))
+    trainable = 0
+    missing_names = []
+    for name, param in named:
+        if param.requires_grad:
+            trainable += 1
+            if id(param) not in owner:
+                missing_names.append(name)
+    return Coverage(trainable, tuple(missing_names), tuple(duplicates), tuple(foreign))
 
 
 def merge_equal_groups(groups: list[dict]) -> list[dict]:
@@ -210,13 +217,14 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def check_param_groups(groups: Iterable[dict], model: Any) -> None:
+def check_param_groups(groups: Iterable[dict], model: Any, *, named: Optional[list] = None) -> None:
     """Raise :class:`ParamGroupError` unless every trainable parameter of ``model`` is in exactly
     one group and every grouped tensor belongs to ``model``.
 
-    Works on the groups returned by this library and on ``optimizer.param_groups``.
+    Works on the groups returned by this library and on ``optimizer.param_groups``. ``named``:
+    ``list(model.named_parameters())``, when the caller has it already.
     """
-    problems = param_group_coverage(groups, model).problems()
+    problems = param_group_coverage(groups, model, named=named).problems()
     if problems:
         raise ParamGroupError("; ".join(problems))
 

@@ -57,9 +57,13 @@ class LayerMap:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for name, layer_id in self.ids.items():
-            check_layer_id(name, layer_id)
-        top = max(self.ids.values(), default=-1)
+        values = self.ids.values()
+        # one pass in C for the well-formed maps every strategy builds; the per-id check finds
+        # and names the culprit otherwise
+        if set(map(type, values)) - {int} or min(values, default=0) < 0:
+            for name, layer_id in self.ids.items():
+                check_layer_id(name, layer_id)
+        top = max(values, default=-1)
         if self.num_layers < top + 1:
             raise LayerIdError(
                 f"num_layers={self.num_layers} is smaller than the largest layer id + 1 ({top + 1})"

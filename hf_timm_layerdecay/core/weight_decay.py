@@ -38,10 +38,13 @@ class NameMatcher:
         self._used: set[str] = set()
 
     def __call__(self, name: str) -> bool:
-        for entry in _name_and_parents(name):
-            if entry in self._exact:
-                self._used.add(entry)
-                return True
+        if not self.entries:  # the usual case: asked for every parameter, with nothing to match
+            return False
+        if self._exact:
+            for entry in _name_and_parents(name):
+                if entry in self._exact:
+                    self._used.add(entry)
+                    return True
         for pattern in self._globs:
             if fnmatch.fnmatchcase(name, pattern):
                 self._used.add(pattern)

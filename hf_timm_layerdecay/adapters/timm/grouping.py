@@ -34,8 +34,8 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     from timm.models._manipulate import group_with_matcher
 
     notes: list[str] = []
-    named = list(model.named_parameters())
-    aliases = _aliases(model)
+    aliases, named = _aliases(model)
+    params = dict(named)
     probe_names = [a for names in aliases.values() for a in names] + [_UNMATCHED_PROBE]
     try:
         matcher = _group_matcher(model, granularity, notes)
@@ -44,7 +44,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
         logger.warning("%s.group_matcher() failed (%s); using the module structure", type(model).__name__, exc)
         return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() failed ({exc})")
     unmatched_lid = lid[_UNMATCHED_PROBE]
-    head = classifier_names(model)
+    head = classifier_names(model, named)
     order = [name for name, _ in named if name not in head]
 
     keys: dict[str, Optional[float]] = {}
@@ -59,7 +59,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     notes += _shared_notes(aliases, keys)
 
     groups = _compact(keys)
-    overlap = _overlapping_block_lists(model, groups)
+    overlap = _overlapping_block_lists(model, params, groups)
     if overlap:
         return structural_fallback(
             model, granularity,
@@ -67,7 +67,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
             "run one list after the other",
         )
     if granularity == "block":
-        groups = _split_stages(model, order, groups, notes)
+        groups = _split_stages(model, params, order, groups, notes)
     num_layers = max(groups.values(), default=-1) + 2  # the head slot, with or without a classifier
     ids = {name: groups.get(name, num_layers - 1) for name, _ in named}
     return LayerMap(ids, num_layers, tuple(notes))
@@ -91,13 +91,18 @@ def _group_matcher(model: nn.Module, granularity: str, notes: list[str]):
         return model.group_matcher(coarse=False)
 
 
-def _aliases(model: nn.Module) -> dict[str, list[str]]:
-    """Every path of every parameter, keyed by the name ``named_parameters()`` reports."""
+def _aliases(model: nn.Module) -> tuple[dict[str, list[str]], list[tuple[str, nn.Parameter]]]:
+    """Every path of every parameter, keyed by the name ``named_parameters()`` reports, and
+    ``list(model.named_parameters())`` (the first path of each parameter, in the same order)."""
     first: dict[int, str] = {}
     paths: dict[str, list[str]] = defaultdict(list)
+    named = []
     for name, param in model.named_parameters(remove_duplicate=False):
-        paths[first.setdefault(id(param), name)].append(name)
-    return paths
+        reported = first.setdefault(id(param), name)
+        if reported is name:
+            named.append((name, param))
+        paths[reported].append(name)
+    return paths, named
 
 
 def _shared_lid(name: str, paths: list[str], lid: dict[str, int], unmatched_lid: int) -> int:
@@ -165,7 +170,9 @@ def _compact(keys: dict[str, float]) -> dict[str, int]:
     return {name: ranks[key] for name, key in keys.items() if key != math.inf}
 
 
-def _overlapping_block_lists(model: nn.Module, groups: dict[str, int]) -> Optional[tuple[str, str]]:
+def _overlapping_block_lists(
+    model: nn.Module, params: dict[str, nn.Parameter], groups: dict[str, int]
+) -> Optional[tuple[str, str]]:
     """Two top-level block lists that run one after the other but whose groups interleave.
 
     CaiT's matcher gives its two class-attention blocks (``blocks_token_only``) the ids of the
@@ -173,7 +180,6 @@ def _overlapping_block_lists(model: nn.Module, groups: dict[str, int]) -> Option
     a group holds a sizeable share (a quarter or more of its elements) of two lists, and the
     list registered second starts in an earlier group than the one where the first list ends.
     """
-    params = dict(model.named_parameters())
     lists = [name for name, child in model.named_children() if isinstance(child, _CONTAINERS)]
     sizes: dict[int, Counter] = defaultdict(Counter)
     totals: Counter = Counter()
@@ -193,7 +199,9 @@ def _overlapping_block_lists(model: nn.Module, groups: dict[str, int]) -> Option
     return None
 
 
-def _split_stages(model: nn.Module, order: list[str], groups: dict[str, int], notes: list[str]) -> dict[str, int]:
+def _split_stages(
+    model: nn.Module, params: dict[str, nn.Parameter], order: list[str], groups: dict[str, int], notes: list[str]
+) -> dict[str, int]:
     """Split the groups that are whole stages into their blocks.
 
     Some matchers (PVT-v2, CoAtNet/MaxViT, EfficientFormer, MViTv2, GCViT, ...) have only stage
@@ -204,7 +212,6 @@ def _split_stages(model: nn.Module, order: list[str], groups: dict[str, int], no
     parallel branches and the layers inside a block keep one id. The first group, the stem, is
     never split: a hybrid ViT's patch embedding is a whole CNN and stays at id 0.
     """
-    params = dict(model.named_parameters())
     members: dict[int, list[str]] = defaultdict(list)
     for name in order:
         if name in groups:
@@ -212,11 +219,12 @@ def _split_stages(model: nn.Module, order: list[str], groups: dict[str, int], no
     keys: dict[str, tuple[int, int]] = {}
     split = 0
     stem = min(members, default=None)
+    list_items: dict[str, bool] = {}  # path -> is that module a container (shared by _block_of)
     for group, names in members.items():
         if group == stem:
             keys.update((n, (group, 0)) for n in names)
             continue
-        block_of = {n: _block_of(model, n) for n in names}
+        block_of = {n: _block_of(model, n, list_items) for n in names}
         in_list: Counter = Counter()
         for name, block in block_of.items():
             if block is not None:
@@ -244,17 +252,21 @@ def _split_stages(model: nn.Module, order: list[str], groups: dict[str, int], no
     return {name: ranked[key] for name, key in keys.items()}
 
 
-def _block_of(model: nn.Module, name: str) -> Optional[tuple[str, str]]:
+def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Optional[tuple[str, str]]:
     """(path of the ``blocks`` list, index) of the block holding a parameter, or None.
 
     The innermost ``blocks.<i>`` on the path whose item is a block, not itself a list (CrossViT
-    keeps the two branches of a block in a ``blocks`` list of lists).
+    keeps the two branches of a block in a ``blocks`` list of lists). ``is_container`` caches,
+    per item path, whether that item is itself a list.
     """
     parts = name.split(".")
     for k in range(len(parts) - 3, -1, -1):
         if parts[k] == "blocks" and parts[k + 1].isdigit():
             path = ".".join(parts[: k + 1])
-            if not isinstance(model.get_submodule(f"{path}.{parts[k + 1]}"), _CONTAINERS):
+            item = f"{path}.{parts[k + 1]}"
+            if item not in is_container:
+                is_container[item] = isinstance(model.get_submodule(item), _CONTAINERS)
+            if not is_container[item]:
                 return path, parts[k + 1]
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Optional
 
@@ -22,9 +23,15 @@ def is_timm_model(module: nn.Module) -> bool:
         >>> is_timm_model(nn.Linear(2, 2))
         False
     """
-    if not any(cls.__module__.startswith(_TIMM_MODELS) for cls in type(module).__mro__):
+    if not _is_timm_class(type(module)):
         return False
     return any(hasattr(module, attribute) for attribute in ("pretrained_cfg", "group_matcher", "get_classifier"))
+
+
+@functools.lru_cache(maxsize=None)
+def _is_timm_class(cls: type) -> bool:
+    # cached: asked for every module of every model that auto_layer_decay sees
+    return any(base.__module__.startswith(_TIMM_MODELS) for base in cls.__mro__)
 
 
 def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
@@ -34,7 +41,7 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     for path, module in model.named_modules():
         if type(module).__module__.startswith(_TRANSFORMERS):
             return None
-        if any(path.startswith(p + ".") for p, _ in found):
+        if found and any(path.startswith(p + ".") for p, _ in found):
             continue
         if path and is_timm_model(module):
             found.append((path, module))
@@ -43,7 +50,7 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     return found[0]
 
 
-def classifier_names(model: nn.Module) -> set[str]:
+def classifier_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parameter]]] = None) -> set[str]:
     """Names of the classifier's parameters: ``get_classifier()`` (a module or a tuple of them,
     like DeiT's ``head`` and ``head_dist``) and the prefixes in ``pretrained_cfg["classifier"]``.
 
@@ -68,7 +75,7 @@ def classifier_names(model: nn.Module) -> set[str]:
     prefixes = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
     prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
     names = set()
-    for name, param in model.named_parameters():
+    for name, param in model.named_parameters() if named is None else named:
         if id(param) in owned or any(name == p or name.startswith(p + ".") for p in prefixes):
             names.add(name)
     return names

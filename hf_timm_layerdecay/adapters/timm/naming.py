@@ -7,6 +7,7 @@ They are not weight-decayed even when multi-dimensional (many models do not list
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from torch import nn
 
@@ -26,7 +27,7 @@ _POSITION_OR_TOKEN = re.compile(
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.rnn.RNNBase, nn.MultiheadAttention)
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
+def no_weight_decay_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parameter]]] = None) -> set[str]:
     """Parameters that must not be weight-decayed although they may be multi-dimensional:
     position embeddings, relative-position tables, RoPE frequencies and tokens (cls, reg, dist,
     mask, a pooling head's latent query), found by the names timm gives them, whether or not
@@ -45,13 +46,14 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
         >>> len(names), "layers.0.blocks.0.attn.relative_position_bias_table" in names
         (12, True)
     """
-    modules = dict(model.named_modules())
     names = set()
-    for name, _ in model.named_parameters():
+    for name, _ in model.named_parameters() if named is None else named:
         owner, _, leaf = name.rpartition(".")
         if _POSITION_OR_TOKEN.search(leaf):
             names.add(name)
-        elif owner and _POSITION_OR_TOKEN.search(owner.rsplit(".", 1)[-1]) and not isinstance(modules.get(owner), _WEIGHT_LAYERS):
+        elif owner and _POSITION_OR_TOKEN.search(owner.rsplit(".", 1)[-1]) and not isinstance(
+            model.get_submodule(owner), _WEIGHT_LAYERS
+        ):
             names.add(name)
     return names
 
