@@ -29,6 +29,7 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from . import structural
+from .paths import parameter_aliases
 from .hf_layout import Region, find_layout, loops_over_layer_count
 from .hf_numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 from .options import AutoStrategy
@@ -121,17 +122,12 @@ def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[
     is a tied head, placed by ``tied_head``; any other shared parameter has the id of its first
     use (the name ``named_parameters()`` reports).
     """
-    aliases: dict[int, list[str]] = defaultdict(list)
-    reported = []  # model.named_parameters(): the first name of each parameter, in this order
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) not in aliases:
-            reported.append((name, param))
-        aliases[id(param)].append(name)
+    aliases, named = parameter_aliases(model)
     ids: dict[str, int] = {}
     notes: list[str] = []
     shared_owners: dict[str, list[str]] = defaultdict(list)
-    for name, param in reported:
-        names = aliases[id(param)]
+    for name, _ in named:
+        names = aliases[name]
         alias_ids = {alias: placer.layer_id(alias) for alias in names}
         ids[name] = alias_ids[name]
         if len(set(alias_ids.values())) == 1:

@@ -11,7 +11,7 @@ from typing import Optional
 from torch import nn
 
 from ...core.layer_map import LayerMap
-from ..paths import shared_depth
+from ..paths import parameter_aliases, shared_depth
 from ..structural import structural_layer_map
 from .identify import classifier_names, summarize
 from .naming import is_position_or_token
@@ -34,7 +34,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     from timm.models._manipulate import group_with_matcher
 
     notes: list[str] = []
-    aliases, named = _aliases(model)
+    aliases, named = parameter_aliases(model)
     params = dict(named)
     probe_names = [a for names in aliases.values() for a in names] + [_UNMATCHED_PROBE]
     try:
@@ -89,20 +89,6 @@ def _group_matcher(model: nn.Module, granularity: str, notes: list[str]):
             raise
         notes.append(f"{type(model).__name__}.group_matcher(coarse=True) is not available ({exc}); block groups used")
         return model.group_matcher(coarse=False)
-
-
-def _aliases(model: nn.Module) -> tuple[dict[str, list[str]], list[tuple[str, nn.Parameter]]]:
-    """Every path of every parameter, keyed by the name ``named_parameters()`` reports, and
-    ``list(model.named_parameters())`` (the first path of each parameter, in the same order)."""
-    first: dict[int, str] = {}
-    paths: dict[str, list[str]] = defaultdict(list)
-    named = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        reported = first.setdefault(id(param), name)
-        if reported is name:
-            named.append((name, param))
-        paths[reported].append(name)
-    return paths, named
 
 
 def _shared_lid(name: str, paths: list[str], lid: dict[str, int], unmatched_lid: int) -> int:
