@@ -33,7 +33,16 @@ DECAY, NO_DECAY = "decay", "no_decay"
 
 
 class ParamGroupError(ValueError):
-    """Parameter groups do not cover the trainable parameters exactly once."""
+    """Parameter groups do not cover the trainable parameters exactly once.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> check_param_groups([{"params": [model.weight]}], model)
+        Traceback (most recent call last):
+        ...
+        hf_timm_layerdecay.core.groups.ParamGroupError: 1 trainable parameter(s) in no group: bias
+    """
 
 
 def build_param_groups(
@@ -223,6 +232,15 @@ def check_param_groups(groups: Iterable[dict], model: Any, *, named: Optional[li
 
     Works on the groups returned by this library and on ``optimizer.param_groups``. ``named``:
     ``list(model.named_parameters())``, when the caller has it already.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> check_param_groups(torch.optim.SGD(model.parameters(), lr=0.1).param_groups, model)  # silent: all there
+        >>> check_param_groups([{"params": [model.weight]}, {"params": [model.weight, model.bias]}], model)
+        Traceback (most recent call last):
+        ...
+        hf_timm_layerdecay.core.groups.ParamGroupError: 1 parameter(s) in two groups: weight (in group 0 and group 1)
     """
     problems = param_group_coverage(groups, model, named=named).problems()
     if problems:

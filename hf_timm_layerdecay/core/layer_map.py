@@ -14,7 +14,16 @@ from typing import Any, Mapping
 
 
 class LayerIdError(ValueError):
-    """A rule or strategy produced a layer id that cannot be used."""
+    """A rule or strategy produced a layer id that cannot be used.
+
+    Example:
+        >>> import torch
+        >>> from hf_timm_layerdecay import layer_ids
+        >>> layer_ids(torch.nn.Linear(2, 2), strategy=lambda name: -1)
+        Traceback (most recent call last):
+        ...
+        hf_timm_layerdecay.core.layer_map.LayerIdError: layer id for parameter 'weight' is negative (-1); ids start at 0 (stem/embeddings) and grow towards the head
+    """
 
 
 def check_layer_id(name: str, layer_id: Any) -> int:

@@ -30,6 +30,16 @@ class LayerDecayReport:
     ``str(report)`` is a text table; :meth:`to_dict` is JSON-ready data. When the report was
     made with the model, :attr:`coverage` says whether every trainable parameter is in exactly
     one group.
+
+    Example:
+        >>> import torch
+        >>> from hf_timm_layerdecay import auto_layer_decay, layer_decay_report
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> report = layer_decay_report(auto_layer_decay(model, lr=1.0, layer_decay=0.5), model)
+        >>> [(row["name"], row["lr"]) for row in report.to_dict()["groups"]][:2]
+        [('layer_0_decay', 0.5), ('layer_0_no_decay', 0.5)]
+        >>> report.coverage.ok
+        True
     """
 
     rows: list[GroupRow]

@@ -24,7 +24,16 @@ LayerDecay = Union[float, Iterable[float], Callable[[int], float]]
 
 
 class LayerDecayError(ValueError):
-    """``layer_decay`` (or ``min_scale``) cannot give a valid scale for every layer."""
+    """``layer_decay`` (or ``min_scale``) cannot give a valid scale for every layer.
+
+    Example:
+        >>> import torch
+        >>> from hf_timm_layerdecay import auto_layer_decay
+        >>> auto_layer_decay(torch.nn.Linear(2, 2), lr=1e-3, layer_decay=0.0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_timm_layerdecay.core.scales.LayerDecayError: ...
+    """
 
 
 def is_decay_off(layer_decay: object) -> bool:

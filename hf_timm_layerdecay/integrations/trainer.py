@@ -37,7 +37,15 @@ _OWN_GROUPS = ("params", "model", "optimizer_dict")
 
 @dataclass
 class LayerDecayTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the layer-decay options, parsable by ``HfArgumentParser``."""
+    """``TrainingArguments`` plus the layer-decay options, parsable by ``HfArgumentParser``.
+
+    Example:
+        >>> from transformers import HfArgumentParser
+        >>> (args,) = HfArgumentParser(LayerDecayTrainingArguments).parse_args_into_dataclasses(
+        ...     ["--output_dir", "out", "--layer_decay", "0.8", "--layer_decay_granularity", "stage", "--use_cpu"])
+        >>> args.layer_decay, args.layer_decay_granularity, args.layer_decay_min_scale
+        (0.8, 'stage', 0.0)
+    """
 
     layer_decay: Optional[float] = field(
         default=None,
@@ -81,6 +89,17 @@ class LayerDecayTrainer(Trainer):
         layer_decay: the decay; defaults to ``args.layer_decay`` when ``args`` is a
             :class:`LayerDecayTrainingArguments`. ``None``: a plain ``Trainer``.
         *args, **kwargs: everything ``Trainer`` takes.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+        >>> model = BertForSequenceClassification(BertConfig(
+        ...     hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50))
+        >>> args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=1e-3, use_cpu=True, report_to=[])
+        >>> trainer = LayerDecayTrainer(model=model, args=args, layer_decay=0.5)
+        >>> optimizer = trainer.create_optimizer()
+        >>> sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups})  # embeddings, 2 blocks, head
+        [(0, 0.000125), (1, 0.00025), (2, 0.0005), (3, 0.001)]
     """
 
     def __init__(self, *args: Any, layer_decay: Optional[float] = None, **kwargs: Any) -> None:
