@@ -26,7 +26,7 @@ import torch
 import transformers
 from torch import nn
 
-from oracle import first_run_order
+from oracle import first_run_order, module_order_violations
 
 VOCAB = 99
 TEXT = dict(vocab_size=VOCAB, max_position_embeddings=64)
@@ -230,17 +230,7 @@ def forward_order_problems(
             owned[path] = names
     order = [p for p in first_run_order(model, run) if p in owned]
     timed = [ids[n] for p in order for n in owned[p]]
-    problems = []
-    for group in groups or ("",):
-        highest, highest_at = -1, None
-        for path in order:
-            if group and not (path == group or path.startswith(group + ".")):
-                continue
-            module_ids = [ids[n] for n in owned[path]]
-            if min(module_ids) < highest:
-                problems.append(f"{path} (id {min(module_ids)}) runs after {highest_at} (id {highest})")
-            if max(module_ids) > highest:
-                highest, highest_at = max(module_ids), path
+    problems = [p for group in groups or ("",) for p in module_order_violations(order, owned, ids, group)]
     first, last = [ids[n] for n in owned[order[0]]], [ids[n] for n in owned[order[-1]]]
     if min(first) != min(timed):
         problems.append(f"the first module to run, {order[0]}, has id {min(first)}, not {min(timed)}")

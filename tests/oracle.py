@@ -46,12 +46,20 @@ def forward_order_violations(model: nn.Module, ids: Mapping[str, int], run: Call
         names = [n for n in names if n in ids]
         if names:
             own[path] = names
+    return module_order_violations([p for p in first_run_order(model, run) if p in own], own, ids)
+
+
+def module_order_violations(
+    order: list[str], owned: Mapping[str, list[str]], ids: Mapping[str, int], scope: str = ""
+) -> list[str]:
+    """Where the ids go down along ``order`` (module paths, each in ``owned``: path -> names of
+    its parameters), counting only the modules under ``scope`` when it is given."""
     problems = []
     highest, highest_at = -1, None
-    for path in first_run_order(model, run):
-        if path not in own:
+    for path in order:
+        if scope and not (path == scope or path.startswith(scope + ".")):
             continue
-        module_ids = [ids[n] for n in own[path]]
+        module_ids = [ids[n] for n in owned[path]]
         if min(module_ids) < highest:
             problems.append(f"{path} (id {min(module_ids)}) runs after {highest_at} (id {highest})")
         if max(module_ids) > highest:
