@@ -12,6 +12,7 @@ from torch import nn
 
 from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
+from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups
 from .core.layer_map import LayerIdError, LayerMap
@@ -27,6 +28,7 @@ Strategy = Union[str, AutoStrategy, Callable[[str], int], PatternRule]
 _NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
 
 
+@walks_once
 def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
     """Layer id of every trainable parameter, keyed as ``model.named_parameters()`` names it.
 
@@ -51,9 +53,10 @@ def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
         {'0.weight': 0, '0.bias': 0, '2.weight': 1, '2.bias': 1}
     """
     ids = resolve_layer_map(model, strategy).ids
-    return {name: ids[name] for name, param in model.named_parameters() if param.requires_grad}
+    return {name: ids[name] for name, param in walk(model).named if param.requires_grad}
 
 
+@walks_once
 def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap:
     """The full :class:`LayerMap` (frozen parameters and notes included) for ``model``."""
     if not isinstance(model, nn.Module):
@@ -71,23 +74,28 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
             )
         strategy = _NAMED_STRATEGIES[strategy]
     if isinstance(strategy, AutoStrategy):
-        inner_map = infer_layer_map(seen.inner, strategy)
-        layer_map = LayerMap(
-            {canonical_name(n): i for n, i in inner_map.ids.items()}, inner_map.num_layers, inner_map.notes
-        )
+        layer_map = infer_layer_map(seen.inner, strategy)
+        if seen.renamed:
+            layer_map = LayerMap(
+                {canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers, layer_map.notes
+            )
     elif callable(strategy):
         layer_map = layer_map_from_rule(canonical_names, strategy)
     elif isinstance(strategy, Mapping):
         layer_map = layer_map_from_patterns(canonical_names, strategy)
     else:
         raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
-    missing = [c for c in canonical_names if c not in layer_map.ids]
+    missing = set(canonical_names) - layer_map.ids.keys()
     if missing:
-        raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing[:10])}")
+        missing_in_order = [c for c in canonical_names if c in missing]
+        raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing_in_order[:10])}")
+    if not seen.renamed and len(layer_map.ids) == len(canonical_names):
+        return layer_map  # already keyed by the reported names, and by nothing else
     ids = {outer: layer_map.ids[canonical] for outer, canonical in seen.canonical_of.items()}
     return LayerMap(ids, layer_map.num_layers, layer_map.notes)
 
 
+@walks_once
 def auto_layer_decay(
     model: nn.Module,
     *,
@@ -148,7 +156,7 @@ def auto_layer_decay(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_number("lr", lr, allow_none=True, positive=True)
     _check_number("weight_decay", weight_decay)
-    named = list(model.named_parameters())
+    named = walk(model).named
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     seen = view(model, named)
@@ -190,16 +198,15 @@ def _no_decay_names(
     listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
     inner_named = None if seen.wrapped else named
     family = {canonical_name(n) for n in family_no_weight_decay(seen.inner, inner_named)} if use_model_list else set()
-    names = set()
-    for name, param in named:
-        canonical = seen.canonical_of[name]
-        # Every matcher is asked (no short-circuit) so that each records what it matched.
-        hits = [
-            is_no_decay_shape(canonical, seen.ndim_of[name]), user(name), user(canonical), listed(canonical),
-            canonical in family,
-        ]
-        if any(hits):
-            names.add(name)
+    reported = [name for name, _ in named]
+    canonical_of = seen.canonical_of
+    canonicals = [canonical_of[name] for name in reported] if seen.renamed else reported
+    # Whole-list passes rather than a loop of questions per parameter: this runs on every call.
+    # Every matcher sees every name, so that each records which of its entries matched.
+    by_canonical = user.matching(canonicals) | listed.matching(canonicals) | family
+    names = user.matching(reported) if seen.renamed else set()
+    names.update(name for name in reported if is_no_decay_shape(name, seen.ndim_of[name]))
+    names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
     if user.unused:
         if warn_unused:
             warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=3)

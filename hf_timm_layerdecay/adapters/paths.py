@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from typing import Iterable
-
-from torch import nn
 
 
 def parents(name: str) -> tuple[str, ...]:
@@ -26,27 +23,6 @@ def _module_and_parents(path: str) -> tuple[str, ...]:
     if not path:
         return ("",)
     return _module_and_parents(path.rpartition(".")[0]) + (path,)
-
-
-def parameter_aliases(model: nn.Module) -> tuple[dict[str, list[str]], list[tuple[str, nn.Parameter]]]:
-    """Every path of every parameter, keyed by the name ``named_parameters()`` reports, and
-    ``list(model.named_parameters())`` itself, from one walk of the module tree.
-
-    Example:
-        >>> shared = nn.Linear(2, 2)
-        >>> aliases, named = parameter_aliases(nn.Sequential(shared, nn.ReLU(), shared))
-        >>> dict(aliases), [name for name, _ in named]
-        ({'0.weight': ['0.weight', '2.weight'], '0.bias': ['0.bias', '2.bias']}, ['0.weight', '0.bias'])
-    """
-    first: dict[int, str] = {}
-    aliases: dict[str, list[str]] = defaultdict(list)
-    named = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        reported = first.setdefault(id(param), name)
-        if reported is name:  # its first path: the name named_parameters() reports, in its order
-            named.append((name, param))
-        aliases[reported].append(name)
-    return aliases, named
 
 
 def shared_depth(name: str, paths: Iterable[str]) -> int:

@@ -29,10 +29,10 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from . import structural
-from .paths import parameter_aliases
 from .hf_layout import Region, find_layout, loops_over_layer_count
 from .hf_numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 from .options import AutoStrategy
+from .walk import walk
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[
     is a tied head, placed by ``tied_head``; any other shared parameter has the id of its first
     use (the name ``named_parameters()`` reports).
     """
-    aliases, named = parameter_aliases(model)
+    found = walk(model)
+    aliases, named = found.aliases, found.named
     ids: dict[str, int] = {}
     notes: list[str] = []
     shared_owners: dict[str, list[str]] = defaultdict(list)

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from .walk import walk
+
 #: Attribute names under which wrappers keep the wrapped module.
 WRAPPER_ATTRIBUTES = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 #: Of those, the ones that never name a real layer and can be dropped anywhere in a name.
@@ -33,12 +35,14 @@ class ModelView:
             their original shapes come from its flat-parameter metadata, so that the "at most
             one dimension: no weight decay" rule still sees matrices as matrices.
         wrapped: whether ``inner`` is a module inside the model given, not the model itself.
+        renamed: whether any canonical name differs from the reported one.
     """
 
     inner: nn.Module
     canonical_of: dict[str, str]
     ndim_of: dict[str, int]
     wrapped: bool = False
+    renamed: bool = False
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -48,7 +52,7 @@ def unwrap(model: nn.Module) -> nn.Module:
         children = list(model._modules.items())
         if len(children) != 1 or children[0][0] not in WRAPPER_ATTRIBUTES:
             return model
-        if any(True for _ in model.parameters(recurse=False)):
+        if any(param is not None for param in model._parameters.values()):
             return model
         model = children[0][1]
 
@@ -60,30 +64,43 @@ def view(model: nn.Module, named: Optional[Sequence[tuple[str, nn.Parameter]]] =
     walk of the module tree).
     """
     if named is None:
-        named = list(model.named_parameters())
+        named = walk(model).named
     inner = unwrap(model)
-    canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in inner.named_parameters()}
-    flattened = any(_FSDP1_LEVEL in name for name, _ in named)
-    original_ndims = _fsdp1_original_ndims(model) if flattened else {}
-    canonical_of, ndim_of = {}, {}
+    names = [name for name, _ in named]
+    joined = "\n".join(names)
+    _refuse_flat_parameters(named)
+    ndim_of = {name: param.ndim for name, param in named}
+    if inner is model and not any(level in joined for level in _INTERNAL_LEVELS):  # the usual case
+        return ModelView(inner, dict(zip(names, names)), ndim_of)
+    canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in walk(inner).named}
+    original_ndims = _fsdp1_original_ndims(model) if _FSDP1_LEVEL in joined else {}
+    canonical_of = {}
     for name, param in named:
-        if type(param).__name__ == "FlatParameter":
-            raise ValueError(
-                f"{name!r} is an FSDP flat parameter: with use_orig_params=False FSDP merges a whole wrapped "
-                "module into one tensor, so per-layer groups are impossible. Wrap with use_orig_params=True "
-                "(Trainer: fsdp_config={'use_orig_params': True}) or use FSDP2 (fully_shard)."
-            )
         # a parameter the wrapper holds itself keeps its own name
         canonical = canonical_by_id.get(id(param)) or canonical_name(name)
         canonical_of[name] = canonical
-        ndim_of[name] = original_ndims.get(canonical, param.ndim)
-    return ModelView(inner, canonical_of, ndim_of, wrapped=inner is not model)
+        if canonical in original_ndims:
+            ndim_of[name] = original_ndims[canonical]
+    renamed = any(name != canonical for name, canonical in canonical_of.items())
+    return ModelView(inner, canonical_of, ndim_of, wrapped=inner is not model, renamed=renamed)
+
+
+def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
+    # one look per parameter class, not per parameter: this runs on every call
+    if not any(kind.__name__ == "FlatParameter" for kind in {type(param) for _, param in named}):
+        return
+    name = next(name for name, param in named if type(param).__name__ == "FlatParameter")
+    raise ValueError(
+        f"{name!r} is an FSDP flat parameter: with use_orig_params=False FSDP merges a whole wrapped "
+        "module into one tensor, so per-layer groups are impossible. Wrap with use_orig_params=True "
+        "(Trainer: fsdp_config={'use_orig_params': True}) or use FSDP2 (fully_shard)."
+    )
 
 
 def _fsdp1_original_ndims(model: nn.Module) -> dict[str, int]:
     """Canonical name -> original number of dimensions, for parameters FSDP1 has flattened."""
     ndims = {}
-    for path, module in model.named_modules():
+    for path, module in walk(model).modules.items():
         if type(module).__name__ != "FullyShardedDataParallel":
             continue
         flat = getattr(getattr(module, "_handle", None), "flat_param", None)

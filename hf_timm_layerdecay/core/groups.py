@@ -71,25 +71,19 @@ def build_param_groups(
     if scale_of is not None and layer_of is None:
         raise ValueError("a layer scale function needs a layer id function too (get_num_layer / layer_of)")
     groups: dict[tuple, dict] = {}
-    seen: dict[int, str] = {}
     for name, param in named_params:
         if not param.requires_grad:
             continue
-        if id(param) in seen:
-            raise ParamGroupError(
-                f"parameter {name!r} is the same tensor as {seen[id(param)]!r}; pass each parameter once "
-                "(model.named_parameters() already removes tied duplicates)"
-            )
-        seen[id(param)] = name
         decays = not is_no_decay(name, param)
         layer_id = layer_of(name) if layer_of is not None else None
-        key = (layer_id, 0 if decays else 1)
+        key = (layer_id, not decays)
         group = groups.get(key)
         if group is None:
             scale = float(scale_of(layer_id)) if scale_of is not None else 1.0
             group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr)
         group["params"].append(param)
         group["param_names"].append(name)
+    _refuse_repeats(list(groups.values()))
     if not groups:
         raise ParamGroupError(
             "the model has no trainable parameters (all have requires_grad=False); unfreeze some before "
@@ -98,6 +92,23 @@ def build_param_groups(
     ordered = [groups[key] for key in sorted(groups, key=lambda k: (-1 if k[0] is None else k[0], k[1]))]
     _log_groups(ordered)
     return ordered
+
+
+def _refuse_repeats(groups: list[dict]) -> None:
+    """Raise if one tensor was passed under two names (checked on the result: one set of ids
+    instead of a question per parameter)."""
+    params = [param for group in groups for param in group["params"]]
+    if len(set(map(id, params))) == len(params):
+        return
+    first: dict[int, str] = {}
+    for group in groups:
+        for name, param in zip(group["param_names"], group["params"]):
+            if id(param) in first:
+                raise ParamGroupError(
+                    f"parameter {name!r} is the same tensor as {first[id(param)]!r}; pass each parameter once "
+                    "(model.named_parameters() already removes tied duplicates)"
+                )
+            first[id(param)] = name
 
 
 def _new_group(layer_id: Optional[int], decays: bool, weight_decay: float, scale: float, lr: Optional[float]) -> dict:
@@ -148,6 +159,12 @@ def param_group_coverage(groups: Iterable[dict], model: Any, *, named: Optional[
     (``named``: that list, when the caller has it already)."""
     if named is None:
         named = list(model.named_parameters())
+    groups = list(groups)
+    grouped = [param for group in groups for param in group["params"]]
+    trainable = {id(param) for _, param in named if param.requires_grad}
+    grouped_ids = set(map(id, grouped))
+    if len(grouped_ids) == len(grouped) and grouped_ids == trainable:  # the usual verdict, from two sets
+        return Coverage(len(trainable), (), (), ())
     names_of = {id(p): n for n, p in named}
     owner: dict[int, str] = {}
     duplicates, foreign = [], []
@@ -161,14 +178,8 @@ def param_group_coverage(groups: Iterable[dict], model: Any, *, named: Optional[
                 duplicates.append(f"{name} (in {owner[id(param)]} and {label})")
             else:
                 owner[id(param)] = label
-    trainable = 0
-    missing_names = []
-    for name, param in named:
-        if param.requires_grad:
-            trainable += 1
-            if id(param) not in owner:
-                missing_names.append(name)
-    return Coverage(trainable, tuple(missing_names), tuple(duplicates), tuple(foreign))
+    missing = tuple(name for name, param in named if param.requires_grad and id(param) not in owner)
+    return Coverage(len(trainable), missing, tuple(duplicates), tuple(foreign))
 
 
 def merge_equal_groups(groups: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ names (position embeddings, class tokens) are not decayed.
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Iterable
 
 _GLOB_CHARS = frozenset("*?[")
@@ -50,6 +51,26 @@ class NameMatcher:
                 self._used.add(pattern)
                 return True
         return False
+
+    def matching(self, names: Iterable[str]) -> set[str]:
+        """The names that match (as :meth:`__call__` would say of each), found in one pass of
+        a regular expression over all of them."""
+        if not self.entries:
+            return set()
+        names = list(names)
+        found: set[str] = set()
+        if self._exact:
+            exact = "|".join(map(re.escape, sorted(self._exact, key=len, reverse=True)))
+            # a line that is an entry, or lies below one: "entry" or "entry.<rest>"
+            for hit in re.finditer(rf"^({exact})(?:\.[^\n]*)?$", "\n".join(names), re.MULTILINE):
+                found.add(hit.group(0))
+                self._used.add(hit.group(1))
+        for pattern in self._globs:  # as __call__: a glob is asked about what no entry before it matched
+            hits = fnmatch.filter([name for name in names if name not in found], pattern)
+            if hits:
+                found.update(hits)
+                self._used.add(pattern)
+        return found
 
     @property
     def unused(self) -> list[str]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter, defaultdict
 from typing import Optional
 
 from torch import nn
 
 from ...core.layer_map import LayerMap
-from ..paths import parameter_aliases, shared_depth
+from ..paths import shared_depth
 from ..structural import structural_layer_map
+from ..walk import walk
 from .identify import classifier_names, summarize
 from .naming import is_position_or_token
 
@@ -34,7 +36,8 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     from timm.models._manipulate import group_with_matcher
 
     notes: list[str] = []
-    aliases, named = parameter_aliases(model)
+    found = walk(model)
+    aliases, named = found.aliases, found.named
     params = dict(named)
     probe_names = [a for names in aliases.values() for a in names] + [_UNMATCHED_PROBE]
     try:
@@ -166,15 +169,19 @@ def _overlapping_block_lists(
     a group holds a sizeable share (a quarter or more of its elements) of two lists, and the
     list registered second starts in an earlier group than the one where the first list ends.
     """
-    lists = [name for name, child in model.named_children() if isinstance(child, _CONTAINERS)]
+    lists = [name for name, child in model._modules.items() if isinstance(child, _CONTAINERS)]
+    if len(lists) < 2:
+        return None
+    by_top: Counter = Counter()  # (group, top-level child) -> elements
+    for name, group in groups.items():
+        by_top[group, name.partition(".")[0]] += params[name].numel()
     sizes: dict[int, Counter] = defaultdict(Counter)
     totals: Counter = Counter()
     span: dict[str, list[int]] = {}
-    for name, group in groups.items():
-        top = name.split(".", 1)[0]
-        totals[group] += params[name].numel()
+    for (group, top), size in by_top.items():
+        totals[group] += size
         if top in lists:
-            sizes[group][top] += params[name].numel()
+            sizes[group][top] += size
             low, high = span.setdefault(top, [group, group])
             span[top] = [min(low, group), max(high, group)]
     for group, counts in sizes.items():
@@ -207,7 +214,7 @@ def _split_stages(
     stem = min(members, default=None)
     list_items: dict[str, bool] = {}  # path -> is that module a container (shared by _block_of)
     for group, names in members.items():
-        if group == stem:
+        if group == stem or not _spans_blocks(names):
             keys.update((n, (group, 0)) for n in names)
             continue
         block_of = {n: _block_of(model, n, list_items) for n in names}
@@ -238,6 +245,17 @@ def _split_stages(
     return {name: ranked[key] for name, key in keys.items()}
 
 
+#: The innermost ``blocks.<i>`` item on a parameter's path (``stages.1.blocks.2.``).
+_INNERMOST_BLOCK = re.compile(r"^(?:[^\n]*\.)?blocks\.\d+\.", re.MULTILINE)
+
+
+def _spans_blocks(names: list[str]) -> bool:
+    """Whether ``names`` lie in two or more ``blocks.<i>`` items: without that a group is no
+    stage (one regular-expression pass instead of a :func:`_block_of` question per name; names
+    under the same innermost item have the same :func:`_block_of`)."""
+    return len(set(_INNERMOST_BLOCK.findall("\n".join(names)))) >= 2
+
+
 def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Optional[tuple[str, str]]:
     """(path of the ``blocks`` list, index) of the block holding a parameter, or None.
 
@@ -251,7 +269,7 @@ def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Opt
             path = ".".join(parts[: k + 1])
             item = f"{path}.{parts[k + 1]}"
             if item not in is_container:
-                is_container[item] = isinstance(model.get_submodule(item), _CONTAINERS)
+                is_container[item] = isinstance(walk(model).modules[item], _CONTAINERS)
             if not is_container[item]:
                 return path, parts[k + 1]
     return None

@@ -8,6 +8,8 @@ from typing import Optional
 
 from torch import nn
 
+from ..walk import walk
+
 logger = logging.getLogger(__name__)
 
 _TIMM_MODELS = "timm.models."
@@ -20,6 +22,8 @@ def is_timm_model(module: nn.Module) -> bool:
 
     Example:
         >>> from torch import nn
+
+from ..walk import walk
         >>> is_timm_model(nn.Linear(2, 2))
         False
     """
@@ -38,14 +42,18 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     """(path, module) of the one outermost timm model inside ``model``, or None when there is
     none, more than one, or the model also holds a transformers model."""
     found: list[tuple[str, nn.Module]] = []
-    for path, module in model.named_modules():
+    visited: set[int] = set()
+    for path, module in walk(model).modules.items():
+        if id(module) in visited:  # a module under a second path (shared)
+            continue
+        visited.add(id(module))
         if type(module).__module__.startswith(_TRANSFORMERS):
             return None
         if found and any(path.startswith(p + ".") for p, _ in found):
             continue
         if path and is_timm_model(module):
             found.append((path, module))
-    if len(found) != 1 or not any(True for _ in found[0][1].parameters()):
+    if len(found) != 1 or not walk(found[0][1]).named:
         return None
     return found[0]
 
@@ -71,12 +79,13 @@ def classifier_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parame
             heads = ()
         for head in heads if isinstance(heads, (tuple, list)) else (heads,):
             if isinstance(head, nn.Module):
-                owned.update(id(p) for p in head.parameters())
+                owned.update(id(p) for _, p in walk(head).named)
     prefixes = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
     prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    below = tuple(p + "." for p in prefixes)
     names = set()
-    for name, param in model.named_parameters() if named is None else named:
-        if id(param) in owned or any(name == p or name.startswith(p + ".") for p in prefixes):
+    for name, param in walk(model).named if named is None else named:
+        if id(param) in owned or name in prefixes or name.startswith(below):
             names.add(name)
     return names
 

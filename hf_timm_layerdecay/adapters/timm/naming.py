@@ -6,10 +6,13 @@ They are not weight-decayed even when multi-dimensional (many models do not list
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Optional
 
 from torch import nn
+
+from ..walk import walk
 
 #: Names (of a parameter or of the module holding it) of position embeddings, relative-position
 #: tables, RoPE frequencies and tokens in timm models: ``pos_embed``, ``pos_embed1``,
@@ -46,20 +49,27 @@ def no_weight_decay_names(model: nn.Module, named: Optional[list[tuple[str, nn.P
         >>> len(names), "layers.0.blocks.0.attn.relative_position_bias_table" in names
         (12, True)
     """
+    found = walk(model)
     names = set()
-    for name, _ in model.named_parameters() if named is None else named:
+    for name, _ in found.named if named is None else named:
         owner, _, leaf = name.rpartition(".")
-        if _POSITION_OR_TOKEN.search(leaf):
+        if _names_position_or_token(leaf):
             names.add(name)
-        elif owner and _POSITION_OR_TOKEN.search(owner.rsplit(".", 1)[-1]) and not isinstance(
-            model.get_submodule(owner), _WEIGHT_LAYERS
+        elif owner and _names_position_or_token(owner.rpartition(".")[2]) and not isinstance(
+            found.modules[owner], _WEIGHT_LAYERS
         ):
             names.add(name)
     return names
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _names_position_or_token(component: str) -> bool:
+    # cached: a model repeats a few dozen component names ("weight", "qkv", "0") over and over
+    return _POSITION_OR_TOKEN.search(component) is not None
 
 
 def is_position_or_token(name: str, anywhere: bool = False) -> bool:
     """Does a parameter's name (its last two components; with ``anywhere``, any component) say
     position embedding, relative-position table or token, by timm's naming?"""
     parts = name.split(".")
-    return any(_POSITION_OR_TOKEN.search(part) for part in (parts if anywhere else parts[-2:]))
+    return any(map(_names_position_or_token, parts if anywhere else parts[-2:]))

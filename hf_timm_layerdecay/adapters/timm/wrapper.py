@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...core.layer_map import LayerMap
+from ..walk import walk
 from .identify import summarize
 from .naming import is_position_or_token
 
@@ -12,13 +13,13 @@ from .naming import is_position_or_token
 def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: LayerMap) -> LayerMap:
     """The timm model at ``path`` keeps its own ids (``inner``); the rest of the user model is
     placed around it."""
-    inner_id = {id(p): inner.ids[n] for n, p in backbone.named_parameters()}
+    inner_id = {id(p): inner.ids[n] for n, p in walk(backbone).named}
     head = inner.num_layers - 1
     ids: dict[str, int] = {}
     before: list[str] = []
     after: list[str] = []
     seen_backbone = False
-    for name, param in model.named_parameters():
+    for name, param in walk(model).named:
         if id(param) in inner_id:
             ids[name] = inner_id[id(param)]
             seen_backbone = True
