@@ -37,7 +37,8 @@ from typing import Iterator, Optional, Union
 from torch import nn
 
 from . import structural
-from .paths import interleave
+from .paths import interleave, parents
+from .walk import walk
 
 Unit = tuple[str, ...]  # the module paths that together form one block
 
@@ -111,6 +112,9 @@ class _Finder:
         self.backbone_classes = _backbone_classes()
         self.roles: dict[int, str] = {}  # id(module) -> "encoder" / "decoder"
         self.root_module = model
+        # every path of a gradient-checkpointing stack: most blocks hold none, and this says so
+        # without searching each block's subtree
+        self.gc_stack_paths = [p for p, m in walk(model).modules.items() if self._is_gc_stack(m)]
         names = run_order(model)
         self.first_at = first_positions(names)
         self.root = self._region("", model, "model")
@@ -175,7 +179,7 @@ class _Finder:
         """A unit of the structure split like a block (units of index-aligned lists stay)."""
         if len(unit) > 1:
             return [unit]
-        return self._block_units(unit[0], self.root_module.get_submodule(unit[0]) if unit[0] else self.root_module)
+        return self._block_units(unit[0], walk(self.root_module).modules[unit[0]])
 
     def _first_index(self, element: Union[Stack, Region]) -> int:
         units = element.units if isinstance(element, Stack) else element.units()
@@ -212,6 +216,9 @@ class _Finder:
         return [(path,)]
 
     def _inner_gc_stacks(self, module: nn.Module, path: str) -> Iterator[tuple[str, nn.Module]]:
+        below = path + "." if path else ""
+        if not any(p.startswith(below) for p in self.gc_stack_paths):
+            return
         for child_path, child in self.tree.children(module, path):
             if self._is_gc_stack(child):
                 yield child_path, child
@@ -248,9 +255,14 @@ def run_order(model: nn.Module) -> list[str]:
     names: list[str] = []
 
     def visit(module: nn.Module, prefix: str) -> None:
-        entries = [(key, child) for key, child in module._modules.items() if child is not None]
-        entries += [(key, param) for key, param in module._parameters.items() if param is not None]
-        for key, entry in _forward_sorted(module, entries):
+        params = module._parameters
+        own = [(key, param) for key, param in params.items() if param is not None] if params else []
+        if not module._modules and len(own) < 2:  # a leaf with one parameter or none: most modules
+            if own:
+                names.append(prefix + own[0][0])
+            return
+        children = [(key, child) for key, child in module._modules.items() if child is not None]
+        for key, entry in _forward_sorted(module, children, own):
             if isinstance(entry, nn.Module):
                 visit(entry, f"{prefix}{key}.")
             else:
@@ -260,23 +272,34 @@ def run_order(model: nn.Module) -> list[str]:
     return names
 
 
-def _forward_sorted(module: nn.Module, entries: list[tuple[str, object]]) -> list[tuple[str, object]]:
-    """``entries`` (children, then own parameters) in the order ``module.forward`` uses them."""
+def _forward_sorted(
+    module: nn.Module, children: list[tuple[str, nn.Module]], own: list[tuple[str, nn.Parameter]]
+) -> list[tuple[str, object]]:
+    """The children, then the own parameters, of ``module`` in the order its ``forward`` uses them."""
+    entries = children + own
     if len(entries) < 2 or isinstance(module, _CONTAINERS):
         return entries
-    called, mentioned = _first_uses(type(_unwrapped(module)))
-    has_children = any(isinstance(e, nn.Module) for _, e in entries)
+    # The order depends only on the class and the names: computed once for the 32 layers of a model.
+    order = _forward_order(type(_unwrapped(module)), tuple(key for key, _ in children), tuple(key for key, _ in own))
+    return [entries[i] for i in order]
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _forward_order(cls: type, children: tuple[str, ...], own: tuple[str, ...]) -> tuple[int, ...]:
+    """Positions of ``children + own`` in the order ``cls.forward`` uses them."""
+    called, mentioned = _first_uses(cls)
     keys, previous = [], (-1.0, -1)
-    for index, (key, entry) in enumerate(entries):
+    for index, key in enumerate(children + own):
+        is_child = index < len(children)
         # a child runs where it is called (a mere `self.decoder.embed_tokens.weight.dtype` is no
         # run), a parameter where it is first read
-        rank = called.get(key, mentioned.get(key)) if isinstance(entry, nn.Module) else mentioned.get(key)
+        rank = called.get(key, mentioned.get(key)) if is_child else mentioned.get(key)
         if rank is not None:
             previous = (float(rank), index)
-        elif isinstance(entry, nn.Parameter) and has_children:
+        elif not is_child and children:
             previous = (float("inf"), index)  # an own parameter that forward does not name: after the children
         keys.append((previous, index))
-    return [entry for _, entry in sorted(zip(keys, entries), key=lambda ke: ke[0])]
+    return tuple(index for _, index in sorted(keys))
 
 
 @functools.lru_cache(maxsize=None)
@@ -375,9 +398,11 @@ def first_positions(names: list[str]) -> dict[str, int]:
     its own position)."""
     first: dict[str, int] = {}
     for position, name in enumerate(names):
-        parts = name.split(".")
-        for i in range(len(parts), 0, -1):
-            first.setdefault(".".join(parts[:i]), position)
+        first.setdefault(name, position)
+        for path in reversed(parents(name)[1:]):  # innermost first; the root "" is not a path here
+            if path in first:
+                break  # and so are the paths above it
+            first[path] = position
     return first
 
 
@@ -415,8 +440,10 @@ def _common_prefix(units: list[Unit]) -> str:
 def _unwrapped(module: nn.Module) -> nn.Module:
     """The module inside per-layer wrappers (compiled, FSDP1- or checkpoint-wrapped layers)."""
     while True:
-        wrapped = (getattr(module, attribute, None) for attribute in _LAYER_WRAPPERS)
-        inner = next((m for m in wrapped if isinstance(m, nn.Module)), None)
+        # the wrappers register what they wrap as a submodule; a lookup in ``_modules`` is much
+        # cheaper than getattr, which goes through nn.Module.__getattr__ and an AttributeError
+        children = module._modules
+        inner = next((children[a] for a in _LAYER_WRAPPERS if isinstance(children.get(a), nn.Module)), None)
         if inner is None:
             return module
         module = inner

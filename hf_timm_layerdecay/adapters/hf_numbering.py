@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from .hf_layout import Region, Stack, Unit
-from .paths import shared_depth
+from .paths import parents, shared_depth
+from .walk import walk
 
 Plan = Union["Blocks", "Chain", "Side", "Scoped"]
 #: Stands for the head's id until the largest block id is known.
@@ -243,6 +244,11 @@ class Placer:
         self.output_paths = output_paths
         self.position = {name: i for i, name in enumerate(order)}
         self.unit_at = {path: unit for unit in numbering.unit_ids for path in unit}
+        # module path -> the innermost unit holding it, filled top-down in one pass over the modules
+        self.unit_below: dict[str, Optional[Unit]] = {"": None}
+        for path in walk(root.module).modules:
+            if path:
+                self.unit_below[path] = self.unit_at.get(path) or self.unit_below.get(path.rpartition(".")[0])
         self.scopes = [r for r in root.regions() if r.path in numbering.spans]
         self.first = {}  # unit -> position of its first parameter
         for name, i in self.position.items():
@@ -255,9 +261,11 @@ class Placer:
         }
 
     def unit_of(self, name: str) -> Optional[Unit]:
-        parts = name.split(".")
-        for i in range(len(parts) - 1, 0, -1):
-            unit = self.unit_at.get(".".join(parts[:i]))
+        owner = name.rpartition(".")[0]
+        if owner in self.unit_below:
+            return self.unit_below[owner]
+        for path in reversed(parents(name)[1:]):  # innermost module first; never the root
+            unit = self.unit_at.get(path)
             if unit is not None:
                 return unit
         return None

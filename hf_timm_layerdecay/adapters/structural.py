@@ -40,6 +40,7 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from .paths import interleave, parents, shared_depth
+from .walk import walk
 
 logger = logging.getLogger(__name__)
 
@@ -106,27 +107,36 @@ class ModuleTree:
 
     def __init__(self, model: nn.Module, split_stages: bool = True) -> None:
         self.split_stages = split_stages
-        self.names: list[str] = []
+        found = walk(model)
+        self.names: list[str] = found.names
         self.count: dict[str, int] = defaultdict(int)
         self.numel: dict[str, int] = defaultdict(int)
-        for name, param in model.named_parameters():
-            self.names.append(name)
-            size = param.numel()
-            for path in parents(name):
-                self.count[path] += 1
-                self.numel[path] += size
+        for name, param in found.named:  # each module's own parameters ...
+            owner = name.rpartition(".")[0]
+            self.count[owner] += 1
+            self.numel[owner] += param.numel()
+        for path in reversed(found.modules):  # ... added up into its ancestors, innermost first
+            if path and path in self.count:
+                parent = path.rpartition(".")[0]
+                self.count[parent] += self.count[path]
+                self.numel[parent] += self.numel[path]
         self.interleaved: list[list[str]] = []  # element paths of aligned lists, in run order
+        self._children: dict[str, list[Child]] = {}
 
     def size(self, stack: list[Unit]) -> int:
         return sum(self.numel[p] for unit in stack for p in unit)
 
     def children(self, module: nn.Module, path: str) -> list[Child]:
-        """The parameter-holding children of ``module``, in registration order."""
-        found = []
-        for key, child in module._modules.items():
-            child_path = f"{path}.{key}" if path else key
-            if child is not None and self.count.get(child_path, 0):
-                found.append((child_path, child))
+        """The parameter-holding children of ``module`` (the module at ``path``), in registration
+        order. Cached by path: the rules ask it many times of the same modules."""
+        found = self._children.get(path)
+        if found is None:
+            prefix = path + "." if path else ""
+            found = self._children[path] = [
+                (prefix + key, child)
+                for key, child in module._modules.items()
+                if child is not None and self.count.get(prefix + key, 0)
+            ]
         return found
 
     def composite(self, path: str, module: nn.Module) -> bool:
@@ -271,7 +281,7 @@ class ModuleTree:
     def shared_notes(self, model: nn.Module) -> Iterator[str]:
         """One note per parameter-holding module that appears under more than one path."""
         paths: dict[int, list[str]] = defaultdict(list)
-        for path, module in model.named_modules(remove_duplicate=False):
+        for path, module in walk(model).modules.items():
             paths[id(module)].append(path)
         reported: list[str] = []
         for found in paths.values():
@@ -328,7 +338,7 @@ def _module_order_map(model: nn.Module, notes: list[str]) -> LayerMap:
     """No stack anywhere: every module that owns parameters is a layer, in order."""
     ids: dict[str, int] = {}
     owners: dict[str, int] = {}
-    for name, _ in model.named_parameters():
+    for name in walk(model).names:
         owner = name.rsplit(".", 1)[0] if "." in name else ""
         ids[name] = owners.setdefault(owner, len(owners))
     if len(owners) > 1:

@@ -64,7 +64,7 @@ def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> Layer
     if not prefix:
         return inner_map
     ids = {prefix + name: layer_id for name, layer_id in inner_map.ids.items()}
-    outside = [name for name, _ in model.named_parameters() if name not in ids]
+    outside = [name for name in walk(model).names if name not in ids]
     ids.update((name, 0) for name in outside)
     notes = inner_map.notes
     if outside:
@@ -86,7 +86,7 @@ def _find_transformers_model(model: nn.Module) -> Optional[tuple[str, nn.Module]
     base = get_base_model() if callable(get_base_model) else getattr(model, "model", None)
     if not isinstance(base, nn.Module) or not _is_transformers(base):
         return None
-    path = next((p for p, m in model.named_modules() if m is base), None)
+    path = next((p for p, m in walk(model).modules.items() if m is base), None)
     return None if path is None else (path + ".", base)
 
 
@@ -129,6 +129,9 @@ def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[
     shared_owners: dict[str, list[str]] = defaultdict(list)
     for name, _ in named:
         names = aliases[name]
+        if len(names) == 1:  # not shared: nearly every parameter
+            ids[name] = placer.layer_id(name)
+            continue
         alias_ids = {alias: placer.layer_id(alias) for alias in names}
         ids[name] = alias_ids[name]
         if len(set(alias_ids.values())) == 1:
@@ -211,4 +214,4 @@ def _output_embedding_paths(model: nn.Module) -> set[str]:
         return set()
     if not isinstance(head, nn.Module):
         return set()
-    return {path for path, module in model.named_modules(remove_duplicate=False) if module is head}
+    return {path for path, module in walk(model).modules.items() if module is head}
