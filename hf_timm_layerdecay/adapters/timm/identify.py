@@ -41,9 +41,13 @@ def _is_timm_class(cls: type) -> bool:
 def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     """(path, module) of the one outermost timm model inside ``model``, or None when there is
     none, more than one, or the model also holds a transformers model."""
+    modules = walk(model).modules
+    kinds = set(map(type, modules.values()))
+    if not any(map(_is_timm_class, kinds)) or any(kind.__module__.startswith(_TRANSFORMERS) for kind in kinds):
+        return None  # the usual answers, from the set of classes instead of every module
     found: list[tuple[str, nn.Module]] = []
     visited: set[int] = set()
-    for path, module in walk(model).modules.items():
+    for path, module in modules.items():
         if id(module) in visited:  # a module under a second path (shared)
             continue
         visited.add(id(module))
