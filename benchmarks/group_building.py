@@ -69,21 +69,32 @@ def timms(model: nn.Module, **options) -> list[dict]:
 
 @contextlib.contextmanager
 def count_walks(model: nn.Module) -> Iterator[list[int]]:
-    """Count the walks of ``model``'s whole module tree (every ``named_parameters()``,
-    ``parameters()`` and direct ``named_modules()`` call on it runs one ``named_modules()``)."""
+    """Count the walks of ``model``'s whole module tree: every ``named_parameters()``,
+    ``parameters()`` and direct ``named_modules()`` call on it (each runs one ``named_modules()``),
+    and every walk of this library's own (``adapters/walk.py``, which does not go through them)."""
+    from hf_timm_layerdecay.adapters import walk as walk_module
+
     counter = [0]
     original = nn.Module.named_modules
+    original_walk = walk_module._walk
 
     def counting(self, memo=None, prefix="", remove_duplicate=True):
         if self is model and memo is None:
             counter[0] += 1
         return original(self, memo, prefix, remove_duplicate)
 
+    def counting_walk(module):
+        if module is model:
+            counter[0] += 1
+        return original_walk(module)
+
     nn.Module.named_modules = counting
+    walk_module._walk = counting_walk
     try:
         yield counter
     finally:
         nn.Module.named_modules = original
+        walk_module._walk = original_walk
 
 
 def walks_per_call(model: nn.Module, build: Callable[[nn.Module], object]) -> int:

@@ -1,0 +1,128 @@
+"""The shared walk of the module tree and the whole-list matchers that replaced per-parameter
+loops: they must give exactly what torch's iterators and the per-name rules give."""
+
+import gc
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from hf_timm_layerdecay import auto_layer_decay
+from hf_timm_layerdecay.adapters import walk as walk_module
+from hf_timm_layerdecay.adapters.walk import collector_paused, one_walk_per_model, walk
+from hf_timm_layerdecay.core.weight_decay import NameMatcher
+
+
+class Tied(nn.Module):
+    """Shared modules, a tied parameter, an own parameter and a None parameter slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.embed = nn.Embedding(10, 4)
+        shared = nn.Linear(4, 4, bias=False)
+        self.blocks = nn.ModuleList([nn.Sequential(shared, nn.ReLU()), nn.Sequential(shared, nn.LayerNorm(4))])
+        self.head = nn.Linear(4, 10)
+        self.head.weight = self.embed.weight
+        self.register_parameter("unused", None)
+
+
+class OwnListing(nn.Linear):
+    """A module that redefines named_parameters, as FSDP1 does: the walk must use torch's."""
+
+    def named_parameters(self, *args, **kwargs):
+        yield from super().named_parameters(*args, **kwargs)
+
+
+def _torch_view(model):
+    named = list(model.named_parameters())
+    every = list(model.named_parameters(remove_duplicate=False))
+    return named, every, list(model.named_modules(remove_duplicate=False))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [Tied, lambda: nn.Sequential(OwnListing(2, 2), Tied()), lambda: timm.create_model("coat_tiny", pretrained=False)],
+    ids=["tied-and-shared", "redefined-listing", "coat-shared-crpe"],
+)
+def test_walk_equals_torchs_iterators(build):
+    model = build()
+    named, every, modules = _torch_view(model)
+    found = walk(model)
+    assert [(n, id(p)) for n, p in found.named] == [(n, id(p)) for n, p in named]
+    assert sorted(a for paths in found.aliases.values() for a in paths) == sorted(n for n, _ in every)
+    first = {id(p): n for n, p in reversed(every)}
+    for name, param in every:
+        assert name in found.aliases[first[id(param)]]
+    assert [(p, id(m)) for p, m in found.modules.items()] == [(p, id(m)) for p, m in modules]
+
+
+def test_tied_and_shared_paths_are_aliases_of_the_first_name():
+    found = walk(Tied())
+    assert found.names == ["scale", "embed.weight", "blocks.0.0.weight", "blocks.1.1.weight", "blocks.1.1.bias", "head.bias"]
+    assert found.aliases["embed.weight"] == ["embed.weight", "head.weight"]
+    assert found.aliases["blocks.0.0.weight"] == ["blocks.0.0.weight", "blocks.1.0.weight"]
+
+
+def test_one_walk_per_model_within_a_call_and_a_fresh_one_after():
+    model = Tied()
+    walks = []
+    original = walk_module._walk
+    walk_module._walk = lambda m: walks.append(m) or original(m)
+    try:
+        with one_walk_per_model():
+            assert walk(model) is walk(model)
+        auto_layer_decay(model, lr=1e-3)
+        model.extra = nn.Linear(4, 4)  # a change between calls is seen by the next call
+        groups = auto_layer_decay(model, lr=1e-3)
+    finally:
+        walk_module._walk = original
+    assert walks == [model, model, model]
+    assert "extra.weight" in [n for g in groups for n in g["param_names"]]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collector_is_paused_during_the_call_and_restored_after(enabled):
+    seen = []
+    original = walk_module._walk
+    walk_module._walk = lambda m: seen.append(gc.isenabled()) or original(m)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        auto_layer_decay(Tied(), lr=1e-3)
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("restored on errors too")
+        assert gc.isenabled() is enabled
+    finally:
+        walk_module._walk = original
+        gc.enable()
+    assert seen == [False]
+
+
+NAMES = [
+    "pos_embed", "cls_token", "blocks.0.attn.relative_position_bias_table", "blocks.0.attn.qkv.weight",
+    "rel_pos.table", "rel_posx.t", "a", "a.b.c", "a.bb", "head.weight", "head.bias",
+]
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        ["pos_embed", "*.relative_position_bias_table", "nothing"],
+        ["rel_pos", "a.b", "a"],
+        ["a*", "head"],
+        ["head", "h*", "*"],
+        ["*.bias", "blocks.0", "cls_token"],
+        [],
+    ],
+)
+def test_whole_list_matching_equals_asking_name_by_name(entries):
+    one_by_one, at_once = NameMatcher(entries), NameMatcher(entries)
+    assert at_once.matching(NAMES) == {n for n in NAMES if one_by_one(n)}
+    assert at_once.unused == one_by_one.unused
+
+
+def test_whole_list_matching_survives_a_name_with_a_newline():
+    matcher = NameMatcher(["a", "b*"])
+    assert matcher.matching(["a.x", "odd\nname", "bz", "c"]) == {"a.x", "bz"}
