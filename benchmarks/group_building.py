@@ -18,7 +18,7 @@ models, side by side in one run, and prints Markdown tables:
    objects and storage (no copies).
 
 "walks" counts how often one call walks the whole module tree (``named_parameters()`` /
-``named_modules()`` on the model): deterministic, and most of the cost.
+``named_modules()`` on the model, or this library's own walk): deterministic.
 
     python benchmarks/group_building.py            # full run (a few minutes), waits for a quiet machine
     python benchmarks/group_building.py --quick    # smoke run, seconds
