@@ -32,9 +32,10 @@ sharing) has one id, and the map says so in its notes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, defaultdict
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from torch import nn
 
@@ -107,21 +108,26 @@ class ModuleTree:
 
     def __init__(self, model: nn.Module, split_stages: bool = True) -> None:
         self.split_stages = split_stages
-        found = walk(model)
-        self.names: list[str] = found.names
-        self.count: dict[str, int] = defaultdict(int)
-        self.numel: dict[str, int] = defaultdict(int)
-        for name, param in found.named:  # each module's own parameters ...
-            owner = name.rpartition(".")[0]
-            self.count[owner] += 1
-            self.numel[owner] += param.numel()
-        for path in reversed(found.modules):  # ... added up into its ancestors, innermost first
-            if path and path in self.count:
-                parent = path.rpartition(".")[0]
-                self.count[parent] += self.count[path]
-                self.numel[parent] += self.numel[path]
+        self._walk = walk(model)
+        self.names: list[str] = self._walk.names
+        self.count = self._added_up(lambda param: 1)
         self.interleaved: list[list[str]] = []  # element paths of aligned lists, in run order
         self._children: dict[str, list[Child]] = {}
+
+    @functools.cached_property
+    def numel(self) -> dict[str, int]:
+        """Elements below every module path (computed when first asked: many models never do)."""
+        return self._added_up(lambda param: param.numel())
+
+    def _added_up(self, measure: Callable[[nn.Parameter], int]) -> dict[str, int]:
+        """``measure`` of the parameters below every module path (reported names only)."""
+        totals: dict[str, int] = defaultdict(int)
+        for name, param in self._walk.named:  # each module's own parameters ...
+            totals[name.rpartition(".")[0]] += measure(param)
+        for path in reversed(self._walk.modules):  # ... added up into its ancestors, innermost first
+            if path and path in totals:
+                totals[path.rpartition(".")[0]] += totals[path]
+        return totals
 
     def size(self, stack: list[Unit]) -> int:
         return sum(self.numel[p] for unit in stack for p in unit)
