@@ -8,7 +8,7 @@ import timm
 import torch
 from torch import nn
 
-from hf_timm_layerdecay import auto_layer_decay
+from hf_timm_layerdecay import auto_layer_decay, layer_ids
 from hf_timm_layerdecay.adapters import walk as walk_module
 from hf_timm_layerdecay.adapters.walk import collector_paused, one_walk_per_model, walk
 from hf_timm_layerdecay.core.weight_decay import NameMatcher
@@ -80,6 +80,18 @@ def test_one_walk_per_model_within_a_call_and_a_fresh_one_after():
         walk_module._walk = original
     assert walks == [model, model, model]
     assert "extra.weight" in [n for g in groups for n in g["param_names"]]
+
+
+def test_an_entry_point_calling_another_shares_its_walk():
+    model = Tied()
+    walks = []
+    original = walk_module._walk
+    walk_module._walk = lambda m: walks.append(m) or original(m)
+    try:
+        layer_ids(model)  # calls resolve_layer_map, itself an entry point
+    finally:
+        walk_module._walk = original
+    assert walks == [model]
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -53,6 +53,9 @@ def one_walk_per_model() -> Iterator[None]:
     For the duration of one library call only: a model changed in between (a parameter frozen
     or added) would not be seen.
     """
+    if _memo.get() is not None:  # inside another entry point's block: share its walks
+        yield
+        return
     token = _memo.set({})
     try:
         yield

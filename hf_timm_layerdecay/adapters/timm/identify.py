@@ -22,8 +22,6 @@ def is_timm_model(module: nn.Module) -> bool:
 
     Example:
         >>> from torch import nn
-
-from ..walk import walk
         >>> is_timm_model(nn.Linear(2, 2))
         False
     """
