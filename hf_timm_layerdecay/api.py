@@ -89,8 +89,8 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     if missing:
         missing_in_order = [c for c in canonical_names if c in missing]
         raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing_in_order[:10])}")
-    if not seen.renamed and len(layer_map.ids) == len(canonical_names):
-        return layer_map  # already keyed by the reported names, and by nothing else
+    if not seen.renamed and list(layer_map.ids) == canonical_names:
+        return layer_map  # already keyed by the reported names, in named_parameters() order
     ids = {outer: layer_map.ids[canonical] for outer, canonical in seen.canonical_of.items()}
     return LayerMap(ids, layer_map.num_layers, layer_map.notes)
 

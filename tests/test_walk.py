@@ -10,6 +10,7 @@ from torch import nn
 
 from hf_timm_layerdecay import auto_layer_decay, layer_ids
 from hf_timm_layerdecay.adapters import walk as walk_module
+from hf_timm_layerdecay.api import resolve_layer_map
 from hf_timm_layerdecay.adapters.walk import collector_paused, one_walk_per_model, walk
 from hf_timm_layerdecay.core.weight_decay import NameMatcher
 
@@ -138,3 +139,13 @@ def test_whole_list_matching_equals_asking_name_by_name(entries):
 def test_whole_list_matching_survives_a_name_with_a_newline():
     matcher = NameMatcher(["a", "b*"])
     assert matcher.matching(["a.x", "odd\nname", "bz", "c"]) == {"a.x", "bz"}
+
+
+def test_layer_map_lists_parameters_in_named_parameters_order():
+    # The structural map numbers HRNet's parallel branches in run order; the map still lists
+    # the parameters as named_parameters() does, like every other entry point.
+    with torch.device("meta"):
+        model = timm.create_model("hrnet_w18_small", pretrained=False)
+    names = [name for name, _ in model.named_parameters()]
+    assert list(resolve_layer_map(model, "structural").ids) == names
+    assert list(resolve_layer_map(model).ids) == names
