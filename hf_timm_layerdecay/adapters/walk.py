@@ -3,9 +3,9 @@
 Walking the module tree is the main cost of building groups: ``named_parameters()`` is a
 chain of Python generators, and the adapters, the weight-decay rules and the final check all
 need the parameters, their other paths (shared modules) and modules by path. :func:`walk`
-collects all of it in one pass with a plain recursive function (about twice as fast as
-``named_parameters()``), and inside :func:`one_walk_per_model` every caller gets the same
-result for the same model instead of walking again.
+collects all of it in one plain depth-first pass (about 1.6x faster than ``named_parameters()``),
+and inside :func:`one_walk_per_model` every caller gets the same result for the same model
+instead of walking again.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Walk:
 
     @property
     def names(self) -> list[str]:
+        """The reported names, in order."""
         return [name for name, _ in self.named]
 
 
