@@ -66,40 +66,39 @@ def test_tied_and_shared_paths_are_aliases_of_the_first_name():
     assert found.aliases["blocks.0.0.weight"] == ["blocks.0.0.weight", "blocks.1.0.weight"]
 
 
-def test_one_walk_per_model_within_a_call_and_a_fresh_one_after():
-    model = Tied()
-    walks = []
+@pytest.fixture
+def walks(monkeypatch):
+    """Every model the library walks during the test, with whether the collector was on then."""
+    seen = []
     original = walk_module._walk
-    walk_module._walk = lambda m: walks.append(m) or original(m)
-    try:
-        with one_walk_per_model():
-            assert walk(model) is walk(model)
-        auto_layer_decay(model, lr=1e-3)
-        model.extra = nn.Linear(4, 4)  # a change between calls is seen by the next call
-        groups = auto_layer_decay(model, lr=1e-3)
-    finally:
-        walk_module._walk = original
-    assert walks == [model, model, model]
+
+    def recording(model):
+        seen.append((model, gc.isenabled()))
+        return original(model)
+
+    monkeypatch.setattr(walk_module, "_walk", recording)
+    return seen
+
+
+def test_one_walk_per_model_within_a_call_and_a_fresh_one_after(walks):
+    model = Tied()
+    with one_walk_per_model():
+        assert walk(model) is walk(model)
+    auto_layer_decay(model, lr=1e-3)
+    model.extra = nn.Linear(4, 4)  # a change between calls is seen by the next call
+    groups = auto_layer_decay(model, lr=1e-3)
+    assert [walked for walked, _ in walks] == [model, model, model]
     assert "extra.weight" in [n for g in groups for n in g["param_names"]]
 
 
-def test_an_entry_point_calling_another_shares_its_walk():
+def test_an_entry_point_calling_another_shares_its_walk(walks):
     model = Tied()
-    walks = []
-    original = walk_module._walk
-    walk_module._walk = lambda m: walks.append(m) or original(m)
-    try:
-        layer_ids(model)  # calls resolve_layer_map, itself an entry point
-    finally:
-        walk_module._walk = original
-    assert walks == [model]
+    layer_ids(model)  # calls resolve_layer_map, itself an entry point
+    assert [walked for walked, _ in walks] == [model]
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_collector_is_paused_during_the_call_and_restored_after(enabled):
-    seen = []
-    original = walk_module._walk
-    walk_module._walk = lambda m: seen.append(gc.isenabled()) or original(m)
+def test_collector_is_paused_during_the_call_and_restored_after(walks, enabled):
     (gc.enable if enabled else gc.disable)()
     try:
         auto_layer_decay(Tied(), lr=1e-3)
@@ -108,9 +107,8 @@ def test_collector_is_paused_during_the_call_and_restored_after(enabled):
             raise RuntimeError("restored on errors too")
         assert gc.isenabled() is enabled
     finally:
-        walk_module._walk = original
         gc.enable()
-    assert seen == [False]
+    assert [collecting for _, collecting in walks] == [False]
 
 
 NAMES = [
