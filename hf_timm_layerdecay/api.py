@@ -159,7 +159,7 @@ def auto_layer_decay(
     named = walk(model).named
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    seen = view(model, named)
+    seen = view(model)
     no_decay = _no_decay_names(seen, named, no_weight_decay, model_no_weight_decay)
     common = dict(weight_decay=weight_decay, is_no_decay=lambda name, _: name in no_decay, lr=lr)
     if is_decay_off(layer_decay):
@@ -196,8 +196,7 @@ def _no_decay_names(
     position tables and tokens)."""
     user = NameMatcher(extra)
     listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
-    inner_named = None if seen.wrapped else named
-    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner, inner_named)} if use_model_list else set()
+    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner)} if use_model_list else set()
     reported = [name for name, _ in named]
     canonical_of = seen.canonical_of
     canonicals = [canonical_of[name] for name in reported] if seen.renamed else reported

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional
 
 from torch import nn
 
+from .adapters.walk import walk, walks_once
 from .adapters.wrappers import view
 from .api import _layer_map, _no_decay_names
 from .core.groups import build_param_groups, check_param_groups
@@ -30,6 +31,7 @@ from .core.scales import LayerDecayError, check_scale
 from .rules import get_num_layer_for_convnext
 
 
+@walks_once
 def get_parameter_groups(
     model: nn.Module,
     weight_decay: float = 1e-5,
@@ -62,7 +64,7 @@ def get_parameter_groups(
     """
     if get_layer_scale is not None and get_num_layer is None:
         raise ValueError("get_layer_scale needs get_num_layer: a scale is looked up by layer id")
-    named = list(model.named_parameters())
+    named = walk(model).named
     seen = view(model)
     no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, warn_unused=False)
     layer_of = _layer_map(seen, get_num_layer).ids.__getitem__ if get_num_layer is not None else None
@@ -77,7 +79,7 @@ def get_parameter_groups(
         scale_of=scale_of,
         lr=lr,
     )
-    check_param_groups(groups, model)
+    check_param_groups(groups, model, named=named)
     return groups
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Optional
 
 from torch import nn
 
@@ -40,13 +39,12 @@ def infer_layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) ->
     return structural.structural_layer_map(model, granularity=options.granularity)
 
 
-def family_no_weight_decay(model: nn.Module, named: Optional[list] = None) -> set[str]:
-    """Names (of an unwrapped model) that its family's adapter excludes from weight decay
-    (``named``: ``list(model.named_parameters())``, when the caller has it)."""
+def family_no_weight_decay(model: nn.Module) -> set[str]:
+    """Names (of an unwrapped model) that its family's adapter excludes from weight decay."""
     for adapter in _family_adapters():
         if adapter.applies(model):
             names = getattr(adapter, "no_weight_decay_names", None)
-            return set(names(model, named)) if names is not None else set()
+            return set(names(model)) if names is not None else set()
     return set()
 
 

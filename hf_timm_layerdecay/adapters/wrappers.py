@@ -10,7 +10,7 @@ working on the wrapped one; results are reported under the names the wrapped mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 from torch import nn
 
@@ -57,14 +57,9 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = children[0][1]
 
 
-def view(model: nn.Module, named: Optional[Sequence[tuple[str, nn.Parameter]]] = None) -> ModelView:
-    """Unwrap ``model`` and pair every parameter's reported name with its canonical name.
-
-    ``named``: ``list(model.named_parameters())`` when the caller has it already (it saves a
-    walk of the module tree).
-    """
-    if named is None:
-        named = walk(model).named
+def view(model: nn.Module) -> ModelView:
+    """Unwrap ``model`` and pair every parameter's reported name with its canonical name."""
+    named = walk(model).named
     inner = unwrap(model)
     names = [name for name, _ in named]
     joined = "\n".join(names)

@@ -47,7 +47,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
         logger.warning("%s.group_matcher() failed (%s); using the module structure", type(model).__name__, exc)
         return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() failed ({exc})")
     unmatched_lid = lid[_UNMATCHED_PROBE]
-    head = classifier_names(model, named)
+    head = classifier_names(model)
     order = [name for name, _ in named if name not in head]
 
     keys: dict[str, Optional[float]] = {}

@@ -60,7 +60,7 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     return found[0]
 
 
-def classifier_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parameter]]] = None) -> set[str]:
+def classifier_names(model: nn.Module) -> set[str]:
     """Names of the classifier's parameters: ``get_classifier()`` (a module or a tuple of them,
     like DeiT's ``head`` and ``head_dist``) and the prefixes in ``pretrained_cfg["classifier"]``.
 
@@ -86,7 +86,7 @@ def classifier_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parame
     prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
     below = tuple(p + "." for p in prefixes)
     names = set()
-    for name, param in walk(model).named if named is None else named:
+    for name, param in walk(model).named:
         if id(param) in owned or name in prefixes or name.startswith(below):
             names.add(name)
     return names

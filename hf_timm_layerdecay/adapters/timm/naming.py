@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Optional
 
 from torch import nn
 
@@ -30,7 +29,7 @@ _POSITION_OR_TOKEN = re.compile(
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.rnn.RNNBase, nn.MultiheadAttention)
 
 
-def no_weight_decay_names(model: nn.Module, named: Optional[list[tuple[str, nn.Parameter]]] = None) -> set[str]:
+def no_weight_decay_names(model: nn.Module) -> set[str]:
     """Parameters that must not be weight-decayed although they may be multi-dimensional:
     position embeddings, relative-position tables, RoPE frequencies and tokens (cls, reg, dist,
     mask, a pooling head's latent query), found by the names timm gives them, whether or not
@@ -51,7 +50,7 @@ def no_weight_decay_names(model: nn.Module, named: Optional[list[tuple[str, nn.P
     """
     found = walk(model)
     names = set()
-    for name, _ in found.named if named is None else named:
+    for name in found.names:
         owner, _, leaf = name.rpartition(".")
         if _names_position_or_token(leaf):
             names.add(name)
