@@ -8,7 +8,6 @@ names (position embeddings, class tokens) are not decayed.
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Iterable
 
 _GLOB_CHARS = frozenset("*?[")
@@ -53,21 +52,19 @@ class NameMatcher:
         return False
 
     def matching(self, names: Iterable[str]) -> set[str]:
-        """The names that match (as :meth:`__call__` would say of each), found in one pass of
-        a regular expression over all of them."""
+        """The names that match (as :meth:`__call__` would say of each), found in one pass over
+        all of them that asks only the names that match which entry they match."""
         if not self.entries:
             return set()
         names = list(names)
-        lines = "\n".join(names)
-        if lines.count("\n") != max(len(names) - 1, 0):  # a name with a newline: the search reads lines
-            return {name for name in names if self(name)}
         found: set[str] = set()
         if self._exact:
-            exact = "|".join(map(re.escape, sorted(self._exact, key=len, reverse=True)))
-            # a line that is an entry, or lies below one: "entry" or "entry.<rest>"
-            for hit in re.finditer(rf"^({exact})(?:\.[^\n]*)?$", lines, re.MULTILINE):
-                found.add(hit.group(0))
-                self._used.add(hit.group(1))
+            below = tuple(entry + "." for entry in self._exact)
+            for name in names:
+                if name in self._exact or name.startswith(below):
+                    found.add(name)
+                    # the entry __call__ would credit: the name itself, else its innermost module
+                    self._used.add(next(e for e in _name_and_parents(name) if e in self._exact))
         for pattern in self._globs:  # as __call__: a glob is asked about what no entry before it matched
             hits = fnmatch.filter([name for name in names if name not in found], pattern)
             if hits:

@@ -2,9 +2,10 @@
 
 A timm model with ``group_matcher()`` is numbered in six steps:
 
-1. **timm's grouping.** timm's own helper (``timm.models._manipulate.group_with_matcher``)
-   groups the parameters with the model's matcher at block granularity (``coarse=False``;
-   ``coarse=True`` for ``AutoStrategy(granularity="stage")``).
+1. **timm's grouping.** The parameters are grouped with the model's matcher at block
+   granularity (``coarse=False``; ``coarse=True`` for ``AutoStrategy(granularity="stage")``),
+   exactly as timm's own helper (``timm.models._manipulate.group_with_matcher``) groups them
+   (:mod:`.matching`: the same ids, one regular-expression match per name).
 2. **Shared modules.** A module held at a shallow path and called from inside blocks (CoaT's
    ``crpe1``, which timm files under the stem although it first runs in ``serial_blocks1.0``)
    gets the group of the first block holding it.

@@ -16,6 +16,7 @@ from ..paths import shared_depth
 from ..structural import structural_layer_map
 from ..walk import walk
 from .identify import classifier_names, summarize
+from .matching import group_ids
 from .naming import is_position_or_token
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,6 @@ def model_map(model: nn.Module, granularity: str) -> LayerMap:
 
 
 def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
-    from timm.models._manipulate import group_with_matcher
-
     notes: list[str] = []
     found = walk(model)
     aliases, named = found.aliases, found.named
@@ -42,7 +41,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     probe_names = [a for names in aliases.values() for a in names] + [_UNMATCHED_PROBE]
     try:
         matcher = _group_matcher(model, granularity, notes)
-        lid = group_with_matcher(((a, a) for a in probe_names), matcher, reverse=True)
+        lid = group_ids(probe_names, matcher)
     except Exception as exc:  # noqa: BLE001 - a model's own grouping code may fail on a custom build
         logger.warning("%s.group_matcher() failed (%s); using the module structure", type(model).__name__, exc)
         return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() failed ({exc})")
@@ -160,10 +159,6 @@ def _compact(keys: dict[str, float]) -> dict[str, int]:
     return {name: ranks[key] for name, key in keys.items() if key != math.inf}
 
 
-#: The first component of a name: one match per line of names joined by newlines.
-_TOP_LEVEL = re.compile(r"^[^.\n]*", re.MULTILINE)
-
-
 def _overlapping_block_lists(
     model: nn.Module, params: dict[str, nn.Parameter], groups: dict[str, int]
 ) -> Optional[tuple[str, str]]:
@@ -177,11 +172,10 @@ def _overlapping_block_lists(
     lists = [name for name, child in model._modules.items() if isinstance(child, _CONTAINERS)]
     if len(lists) < 2:
         return None
-    tops = _TOP_LEVEL.findall("\n".join(groups))
-    if len(tops) == len(groups):  # (no name with a newline in it)
-        lists_per_group = Counter(group for group, top in set(zip(groups.values(), tops)) if top in lists)
-        if max(lists_per_group.values(), default=0) < 2:
-            return None  # no group holds parameters of two lists: the usual case
+    tops = {(group, name.partition(".")[0]) for name, group in groups.items()}
+    lists_per_group = Counter(group for group, top in tops if top in lists)
+    if max(lists_per_group.values(), default=0) < 2:
+        return None  # no group holds parameters of two lists: the usual case
     by_top: Counter = Counter()  # (group, top-level child) -> elements
     for name, group in groups.items():
         by_top[group, name.partition(".")[0]] += params[name].numel()
