@@ -105,12 +105,15 @@ def time_once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def side_by_side(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def side_by_side(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, collect: bool = True
+) -> dict[str, list[float]]:
     """Run every function ``repeats`` times, interleaved (a, b, c, a, b, c, ...), so that a
     change of machine load hits all of them alike; returns the seconds of every run.
 
-    A full garbage collection runs before each measured call, so that no call pays for the
-    garbage of the previous one.
+    With ``collect``, a full garbage collection runs before each measured call, so that no call
+    pays for the garbage of the previous one; it also leaves the processor's caches cold, as a
+    training script's single call finds them. Without it, calls run back to back.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -118,7 +121,8 @@ def side_by_side(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            gc.collect()
+            if collect:
+                gc.collect()
             times[name].append(time_once(fn))
     return times
 

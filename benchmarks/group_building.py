@@ -5,9 +5,13 @@ models, side by side in one run, and prints Markdown tables:
 
 1. **Models** built without weights on the meta device: ViT-S/B/L, ConvNeXt-B (timm), a
    7B-shaped Llama, mixture-of-experts models (Qwen3-MoE with 128 fused experts, Switch-Base-128
-   with one module per expert, DeepSeek-V3 671B-shaped) from transformers. timm has no rule for
-   transformers models: its function falls back to chunks of 12 tensors there (and logs that
-   layer decay has no effect); it is timed anyway, on the same module.
+   with one module per expert, DeepSeek-V3 671B-shaped) from transformers. timm's function is
+   called as timm's optimizer factory (``create_optimizer_v2(model, layer_decay=...)``) calls it,
+   with the model's ``no_weight_decay()`` names: the exclusions ``auto_layer_decay`` applies by
+   default, so both do the same job. Each pair is timed twice: with a full garbage collection
+   before every call (cold caches, as a training script's one call meets them) and back to back.
+   timm has no rule for transformers models: its function falls back to chunks of 12 tensors
+   there (and logs that layer decay has no effect); it is timed anyway, on the same module.
 2. **Scaling** with the number of parameter tensors, up to 100,000, on synthetic module trees
    (``deep``: ever more small blocks; ``wide``: 32 layers of ever more experts), with the growth
    exponent (slope of log time against log tensors; 1.0 is linear).
@@ -62,9 +66,14 @@ def ours(model: nn.Module, **options) -> list[dict]:
 
 
 def timms(model: nn.Module, **options) -> list[dict]:
+    """timm's groups as ``timm.optim.create_optimizer_v2`` builds them: with the model's own
+    ``no_weight_decay()`` names (timm models list their position embeddings and tokens there)."""
     from timm.optim import param_groups_layer_decay
 
-    return param_groups_layer_decay(model, layer_decay=options.pop("layer_decay", 0.75), **options)
+    no_weight_decay = getattr(model, "no_weight_decay", lambda: set())()
+    return param_groups_layer_decay(
+        model, layer_decay=options.pop("layer_decay", 0.75), no_weight_decay_list=no_weight_decay, **options
+    )
 
 
 @contextlib.contextmanager
@@ -110,21 +119,29 @@ def model_table(names: list[str], repeats: int, load: float | None) -> None:
         model = MODELS[label]()
         tensors, elements = c.parameter_count(model)
         c.wait_for_quiet(load)
-        times = c.side_by_side({"ours": lambda m=model: ours(m), "timm": lambda m=model: timms(m)}, repeats)
+        pair = {"ours": lambda m=model: ours(m), "timm": lambda m=model: timms(m)}
+        times = c.side_by_side(pair, repeats)
+        back_to_back = c.side_by_side(pair, repeats, collect=False)
         ours_groups, timm_groups = ours(model), timms(model)
         layers = len({g["layer_id"] for g in ours_groups})
         rows.append([
             label, tensors, c.fmt_count(elements), c.fmt_ms(c.median(times["ours"])), c.fmt_ms(c.median(times["timm"])),
-            f"{c.paired_ratio(times['ours'], times['timm']):.2f}", walks_per_call(model, ours), walks_per_call(model, timms),
-            f"{len(ours_groups)} ({layers} ids)", len(timm_groups),
+            f"{c.paired_ratio(times['ours'], times['timm']):.2f}",
+            f"{c.paired_ratio(back_to_back['ours'], back_to_back['timm']):.2f}",
+            walks_per_call(model, ours), walks_per_call(model, timms), f"{len(ours_groups)} ({layers} ids)", len(timm_groups),
         ])
         print(f"#   {label}: done (load {c.load_now():.2f})", file=sys.stderr, flush=True)
         del model
     print(c.table(
-        ["model", "tensors", "params", "ours ms", "timm ms", "ours / timm", "walks ours", "walks timm", "groups ours", "groups timm"],
+        ["model", "tensors", "params", "ours ms", "timm ms", "ours / timm", "back to back", "walks ours", "walks timm",
+         "groups ours", "groups timm"],
         rows,
     ))
-    print(f"\nmedian of {repeats} runs each, ours and timm alternating; 'ours / timm' is the median of the run-by-run ratios.")
+    print(
+        f"\nmedian of {repeats} runs each, ours and timm alternating, a full garbage collection before every call; "
+        "'ours / timm' is the median of the run-by-run ratios; 'back to back': the same ratio without the collections "
+        f"(another {repeats} runs each). timm: param_groups_layer_decay as create_optimizer_v2 calls it."
+    )
 
 
 def scaling_table(sizes: tuple[int, ...], repeats: int, load: float | None) -> None:

@@ -33,6 +33,9 @@ def test_group_building_quick():
     out = run_quick("group_building.py")
     for title in ("1. Building groups", "2. Scaling", "3. Merging", "4. Memory"):
         assert title in out
+    models = out.split("1. Building groups", 1)[1].split("2. Scaling", 1)[0]
+    (row,) = table_rows(models, "ViT-S/16 (timm)")
+    assert row[-4:] == ["1", "2", "28 (14 ids)", "28"]  # walks of the module tree (ours, timm's), groups
     memory = out.split("4. Memory", 1)[1]
     (row,) = table_rows(memory, "ViT-S/16 (timm)")
     assert row[-2:] == ["yes", "yes"]  # the groups hold the model's own parameters, with the same storage
