@@ -8,7 +8,7 @@ names (position embeddings, class tokens) are not decayed.
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable
+from typing import Iterable, Optional
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -40,11 +40,10 @@ class NameMatcher:
     def __call__(self, name: str) -> bool:
         if not self.entries:  # the usual case: asked for every parameter, with nothing to match
             return False
-        if self._exact:
-            for entry in _name_and_parents(name):
-                if entry in self._exact:
-                    self._used.add(entry)
-                    return True
+        entry = self._exact_entry(name)
+        if entry is not None:
+            self._used.add(entry)
+            return True
         for pattern in self._globs:
             if fnmatch.fnmatchcase(name, pattern):
                 self._used.add(pattern)
@@ -61,16 +60,21 @@ class NameMatcher:
         if self._exact:
             below = tuple(entry + "." for entry in self._exact)
             for name in names:
-                if name in self._exact or name.startswith(below):
+                if name in self._exact or name.startswith(below):  # a cheap test first: most names match nothing
                     found.add(name)
-                    # the entry __call__ would credit: the name itself, else its innermost module
-                    self._used.add(next(e for e in _name_and_parents(name) if e in self._exact))
+                    self._used.add(self._exact_entry(name))
         for pattern in self._globs:  # as __call__: a glob is asked about what no entry before it matched
             hits = fnmatch.filter([name for name in names if name not in found], pattern)
             if hits:
                 found.update(hits)
                 self._used.add(pattern)
         return found
+
+    def _exact_entry(self, name: str) -> Optional[str]:
+        """The exact entry that matches ``name``: the name itself, else its innermost module."""
+        if not self._exact:
+            return None
+        return next((entry for entry in _name_and_parents(name) if entry in self._exact), None)
 
     @property
     def unused(self) -> list[str]:
