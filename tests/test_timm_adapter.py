@@ -339,6 +339,63 @@ def test_two_timm_models_or_a_transformers_model_are_left_to_the_structure():
     assert not timm_adapter.applies(ImageText())
 
 
+def lr_and_weight_decay(model):
+    groups = auto_layer_decay(model, lr=1e-3, layer_decay=0.75, weight_decay=0.05)
+    return {n: (g["lr"], g["weight_decay"]) for g in groups for n in g["param_names"]}
+
+
+@pytest.mark.parametrize("arch", ["vit_small_patch16_224", "convnext_tiny"])
+def test_transformers_timm_wrappers_get_their_timm_models_ids_lr_and_weight_decay(arch):
+    # What AutoModel(ForImageClassification) loads for a timm/... checkpoint: the timm model is
+    # held in `timm_model` by a transformers class. Before, the transformers adapter numbered it
+    # by its structure: ViT's pos_embed and cls_token took the head's lr, with weight decay.
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperModel
+
+    config = TimmWrapperConfig(architecture=arch, num_labels=3)
+    for wrapper_class, num_classes in ((TimmWrapperForImageClassification, 3), (TimmWrapperModel, 0)):
+        with torch.device("meta"):
+            wrapper = wrapper_class(config)
+        bare = meta(arch, num_classes=num_classes)
+        assert timm_adapter.applies(wrapper)
+        assert layer_ids(wrapper) == {"timm_model." + n: i for n, i in layer_ids(bare).items()}
+        assert lr_and_weight_decay(wrapper) == {"timm_model." + n: s for n, s in lr_and_weight_decay(bare).items()}
+    if arch.startswith("vit"):  # 14 ids: the tokens at 0, the head at 13
+        settings = lr_and_weight_decay(wrapper)
+        assert settings["timm_model.pos_embed"] == settings["timm_model.cls_token"] == (pytest.approx(1e-3 * 0.75**13), 0.0)
+        assert settings["timm_model.blocks.11.mlp.fc1.weight"] == (pytest.approx(1e-3 * 0.75), 0.05)
+
+
+def test_transformers_modules_beside_a_timm_model_leave_it_to_the_transformers_adapter():
+    from transformers import DetrConfig, DetrForObjectDetection
+    from transformers.activations import GELUActivation
+
+    config = DetrConfig(
+        use_timm_backbone=True, backbone="resnet18", use_pretrained_backbone=False, d_model=16, encoder_layers=1,
+        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=16,
+        decoder_ffn_dim=16, num_queries=4,
+    )
+    with torch.device("meta"):
+        detr = DetrForObjectDetection(config)  # a timm backbone inside a transformers encoder-decoder
+    assert any(type(m).__module__.startswith("timm.") for m in detr.modules())
+    assert not timm_adapter.applies(detr)
+    # a transformers module without parameters (an activation) is no transformers model
+    with_activation = nn.Sequential(tiny_convnext(num_classes=0), GELUActivation(), nn.Linear(320, 3))
+    assert timm_adapter.applies(with_activation)
+    assert layer_ids(with_activation)["2.weight"] == max(layer_ids(tiny_convnext(num_classes=3)).values())
+
+
+def test_a_user_wrapper_keeps_what_its_timm_model_lists_in_no_weight_decay():
+    # Swin-V2 lists its continuous position bias MLPs and logit scales; a user's wrapper has no
+    # no_weight_decay() of its own, so the timm model's list is read through it.
+    bare = meta("swinv2_tiny_window8_256", num_classes=0)
+    wrapper = nn.Sequential(meta("swinv2_tiny_window8_256", num_classes=0), nn.Linear(768, 3))
+    inner = {n.removeprefix("0."): s for n, s in lr_and_weight_decay(wrapper).items() if n.startswith("0.")}
+    assert inner == lr_and_weight_decay(bare)
+    assert inner["layers.0.blocks.0.attn.cpb_mlp.0.weight"][1] == inner["layers.0.blocks.0.attn.logit_scale"][1] == 0.0
+    assert inner["layers.0.blocks.0.attn.qkv.weight"][1] == 0.05
+    assert sum(wd == 0.0 and n.endswith(("cpb_mlp.0.weight", "cpb_mlp.2.weight", "logit_scale")) for n, (_, wd) in inner.items()) == 36
+
+
 def test_a_users_subclass_of_a_timm_model_is_a_timm_model():
     class MyViT(timm.models.vision_transformer.VisionTransformer):
         pass

@@ -151,6 +151,43 @@ def test_one_real_adam_step_moves_each_layer_by_its_lr(tmp_path):
         assert moved == pytest.approx(1e-3 * 0.5 ** (MAX_ID - layer_id), rel=1e-3), layer_id
 
 
+class ToyImages(torch.utils.data.Dataset):
+    def __init__(self, size: int = 16) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.pixel_values = torch.randn(size, 3, 16, 16, generator=generator)
+        self.labels = (self.pixel_values.mean((1, 2, 3)) > 0).long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixel_values": self.pixel_values[index], "labels": self.labels[index]}
+
+
+def test_a_timm_model_loaded_through_transformers_trains_with_timms_layers(tmp_path):
+    # AutoModelForImageClassification loads a timm/... checkpoint as TimmWrapperForImageClassification;
+    # its ViT keeps timm's ids: tokens and patch embedding 0, blocks 1-2, head 3 (lr 1e-3 * 0.5 ** (3 - id))
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    torch.manual_seed(0)
+    vit = dict(img_size=16, patch_size=8, depth=2, embed_dim=16, num_heads=2)
+    config = TimmWrapperConfig(architecture="vit_tiny_patch16_224", num_labels=2, model_args=vit)
+    model = TimmWrapperForImageClassification(config)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = training_args(tmp_path, optim="adamw_torch", weight_decay=0.0, max_steps=1, per_device_train_batch_size=16)
+    LayerDecayTrainer(model=model, args=args, train_dataset=ToyImages()).train()
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    # Adam's first step moves every element with a gradient by about its lr
+    for stem in ("timm_model.pos_embed", "timm_model.cls_token", "timm_model.patch_embed.proj.weight"):
+        assert moved[stem] == pytest.approx(1e-3 * 0.5**3, rel=1e-3), stem
+    assert moved["timm_model.blocks.0.attn.qkv.weight"] == pytest.approx(1e-3 * 0.5**2, rel=1e-3)
+    assert moved["timm_model.head.weight"] == pytest.approx(1e-3, rel=1e-3)
+    optimizer = LayerDecayTrainer(model=model, args=training_args(tmp_path, weight_decay=0.05)).create_optimizer()
+    wd = {n: g["weight_decay"] for g in optimizer.param_groups for n in g["param_names"]}
+    assert wd["timm_model.pos_embed"] == wd["timm_model.cls_token"] == 0.0  # timm never decays them
+    assert wd["timm_model.blocks.0.attn.qkv.weight"] == 0.05
+
+
 def test_gradient_accumulation_and_bf16_on_cpu(tmp_path):
     recorder = RecordLrs()
     trainer = trainer_for(

@@ -42,8 +42,8 @@ from ..options import AutoStrategy
 from .features import feature_extractor_map, is_feature_extractor
 from .grouping import model_map
 from .identify import classifier_names, is_timm_model, single_timm_model, summarize
-from .naming import is_position_or_token, no_weight_decay_names
-from .wrapper import user_wrapper_map
+from .naming import is_position_or_token, position_and_token_names
+from .wrapper import listed_no_weight_decay, user_wrapper_map
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,29 @@ def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> Layer
         )
     path, backbone = found
     return user_wrapper_map(model, path, backbone, timm_model_map(backbone, options.granularity))
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Parameters never weight-decayed, whether or not the model lists them: position tables
+    and tokens by timm's names (:func:`.naming.position_and_token_names`) and, in a model
+    holding a timm model, what that timm model lists in its ``no_weight_decay()`` (the caller
+    reads only the outer model's list; a user's wrapper has none).
+
+    Example:
+        >>> import timm, torch
+        >>> from torch import nn
+        >>> with torch.device("meta"):
+        ...     wrapper = nn.Sequential(timm.create_model("swinv2_tiny_window8_256", num_classes=0), nn.Linear(768, 3))
+        >>> names = no_weight_decay_names(wrapper)
+        >>> "0.layers.0.blocks.0.attn.logit_scale" in names, "0.layers.0.blocks.0.attn.cpb_mlp.0.weight" in names
+        (True, True)
+    """
+    names = position_and_token_names(model)
+    if not is_timm_model(model):
+        found = single_timm_model(model)
+        if found is not None:
+            names |= listed_no_weight_decay(*found)
+    return names
 
 
 def timm_model_map(model: nn.Module, granularity: str = "block") -> LayerMap:

@@ -38,25 +38,38 @@ def _is_timm_class(cls: type) -> bool:
 
 def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     """(path, module) of the one outermost timm model inside ``model``, or None when there is
-    none, more than one, or the model also holds a transformers model."""
+    none, more than one, or the model also holds a transformers model of its own.
+
+    transformers modules that only wrap the timm model are no such model: transformers'
+    ``TimmWrapperModel`` / ``TimmWrapperForImageClassification`` (what ``AutoModel`` loads for a
+    ``timm/...`` checkpoint) hold their timm model in ``timm_model``, and it keeps timm's ids. So do
+    transformers modules without parameters (an activation). A transformers module beside the
+    timm model that holds parameters (a DETR's encoder around its timm backbone, a BERT text tower)
+    leaves the model to the transformers adapter.
+    """
     modules = walk(model).modules
-    kinds = set(map(type, modules.values()))
-    if not any(map(_is_timm_class, kinds)) or any(kind.__module__.startswith(_TRANSFORMERS) for kind in kinds):
-        return None  # the usual answers, from the set of classes instead of every module
+    if not any(map(_is_timm_class, set(map(type, modules.values())))):
+        return None  # the usual answer, from the set of classes instead of every module
     found: list[tuple[str, nn.Module]] = []
+    transformers_paths: list[str] = []
     visited: set[int] = set()
     for path, module in modules.items():
         if id(module) in visited:  # a module under a second path (shared)
             continue
         visited.add(id(module))
-        if type(module).__module__.startswith(_TRANSFORMERS):
-            return None
         if found and any(path.startswith(p + ".") for p, _ in found):
             continue
-        if path and is_timm_model(module):
+        if type(module).__module__.startswith(_TRANSFORMERS):
+            transformers_paths.append(path)
+        elif path and is_timm_model(module):
             found.append((path, module))
     if len(found) != 1 or not walk(found[0][1]).named:
         return None
+    inside = found[0][0] + "."
+    for path in transformers_paths:
+        wraps_it = not path or inside.startswith(path + ".")
+        if not wraps_it and walk(modules[path]).named:
+            return None
     return found[0]
 
 

@@ -29,7 +29,7 @@ _POSITION_OR_TOKEN = re.compile(
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.rnn.RNNBase, nn.MultiheadAttention)
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
+def position_and_token_names(model: nn.Module) -> set[str]:
     """Parameters that must not be weight-decayed although they may be multi-dimensional:
     position embeddings, relative-position tables, RoPE frequencies and tokens (cls, reg, dist,
     mask, a pooling head's latent query), found by the names timm gives them, whether or not
@@ -44,7 +44,7 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
         >>> import timm, torch
         >>> with torch.device("meta"):
         ...     swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
-        >>> names = no_weight_decay_names(swin)
+        >>> names = position_and_token_names(swin)
         >>> len(names), "layers.0.blocks.0.attn.relative_position_bias_table" in names
         (12, True)
     """

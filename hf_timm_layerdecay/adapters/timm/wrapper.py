@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...core.layer_map import LayerMap
+from ...core.weight_decay import NameMatcher
 from ..walk import walk
 from .identify import summarize
 from .naming import is_position_or_token
@@ -40,3 +41,12 @@ def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: La
             "register them after it or pass a strategy rule"
         )
     return LayerMap(ids, inner.num_layers, tuple(notes))
+
+
+def listed_no_weight_decay(path: str, backbone: nn.Module) -> set[str]:
+    """The names the timm model at ``path`` lists in its ``no_weight_decay()`` (parameters or
+    modules), as parameter names of the model holding it."""
+    method = getattr(backbone, "no_weight_decay", None)
+    listed = method() if callable(method) else ()
+    inner = [name for name, _ in walk(backbone).named]
+    return {f"{path}.{name}" for name in NameMatcher(listed).matching(inner)}
