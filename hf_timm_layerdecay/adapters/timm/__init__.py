@@ -27,6 +27,7 @@ order in which a forward pass first uses the parameters where timm's does not (s
 MobileNetV5's encoder) get the structural map (:mod:`.structural`). A user model holding one
 timm model (``self.backbone = timm.create_model(...)`` plus a new head) keeps the timm model's
 ids; what it registers after the timm model (a new head, a neck, a decoder) takes the head id.
+transformers' ``TimmWrapperModel`` classes are such models (:func:`.identify.single_timm_model`).
 timm's feature extractors (``features_only=True``) get the ids of the full model they were cut
 from, rebuilt without weights on the meta device, so that their scales match it.
 """
