@@ -18,7 +18,7 @@ from .core.groups import build_param_groups, check_param_groups, merge_equal_gro
 from .core.layer_map import LayerIdError, LayerMap
 from .core.scales import LayerDecay, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
-from .core.weight_decay import NameMatcher, is_no_decay_shape
+from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _no_decay_names(
     the model lists in ``no_weight_decay()`` and those its family adapter knows (timm's
     position tables and tokens)."""
     user = NameMatcher(extra)
-    listed = NameMatcher(_model_no_weight_decay(seen.inner) if use_model_list else ())
+    listed = NameMatcher(no_weight_decay_list(seen.inner) if use_model_list else ())
     family = {canonical_name(n) for n in family_no_weight_decay(seen.inner)} if use_model_list else set()
     reported = [name for name, _ in named]
     canonical_of = seen.canonical_of
@@ -214,14 +214,6 @@ def _no_decay_names(
     if listed.unused:
         logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
     return names
-
-
-def _model_no_weight_decay(model: nn.Module) -> list[str]:
-    method = getattr(model, "no_weight_decay", None)
-    if not callable(method):
-        return []
-    names = method()
-    return [names] if isinstance(names, str) else list(names or ())
 
 
 def _check_number(what: str, value: object, *, allow_none: bool = False, positive: bool = False) -> None:

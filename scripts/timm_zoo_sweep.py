@@ -39,9 +39,9 @@ from torch import nn  # noqa: E402
 
 from hf_timm_layerdecay.adapters import timm as timm_adapter  # noqa: E402
 from hf_timm_layerdecay.adapters.options import AutoStrategy  # noqa: E402
-from hf_timm_layerdecay.api import _model_no_weight_decay, resolve_layer_map  # noqa: E402
+from hf_timm_layerdecay.api import resolve_layer_map  # noqa: E402
 from hf_timm_layerdecay.compare import timm_layer_map  # noqa: E402
-from hf_timm_layerdecay.core.weight_decay import NameMatcher  # noqa: E402
+from hf_timm_layerdecay.core.weight_decay import NameMatcher, no_weight_decay_list  # noqa: E402
 from hf_timm_layerdecay.verify import first_use_order, order_violations  # noqa: E402
 
 logger = logging.getLogger("timm_zoo_sweep")
@@ -92,7 +92,7 @@ def sweep_one(name: str, forward: bool = True) -> dict:
         head_ids=sorted({ids[n] for n in head}),
         notes=list(layer_map.notes),
     )
-    listed = NameMatcher(_model_no_weight_decay(model))
+    listed = NameMatcher(no_weight_decay_list(model))
     record["extra_no_decay"] = sorted(
         n for n in timm_adapter.no_weight_decay_names(model) if params[n].ndim > 1 and not listed(n)
     )[:5]

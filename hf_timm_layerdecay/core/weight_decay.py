@@ -82,6 +82,16 @@ class NameMatcher:
         return [e for e in self.entries if e not in self._used]
 
 
+def no_weight_decay_list(model: object) -> list[str]:
+    """The entries of ``model.no_weight_decay()`` (timm's convention: parameter or module names),
+    or none when the model has no such method."""
+    method = getattr(model, "no_weight_decay", None)
+    if not callable(method):
+        return []
+    names = method()
+    return [names] if isinstance(names, str) else list(names or ())
+
+
 def is_no_decay_shape(name: str, ndim: int) -> bool:
     """Biases and parameters with at most one dimension are never weight-decayed."""
     return ndim <= 1 or name.endswith(".bias")

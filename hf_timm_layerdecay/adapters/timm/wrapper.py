@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...core.layer_map import LayerMap
-from ...core.weight_decay import NameMatcher
+from ...core.weight_decay import NameMatcher, no_weight_decay_list
 from ..walk import walk
 from .identify import summarize
 from .naming import is_position_or_token
@@ -46,7 +46,5 @@ def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: La
 def listed_no_weight_decay(path: str, backbone: nn.Module) -> set[str]:
     """The names the timm model at ``path`` lists in its ``no_weight_decay()`` (parameters or
     modules), as parameter names of the model holding it."""
-    method = getattr(backbone, "no_weight_decay", None)
-    listed = method() if callable(method) else ()
     inner = [name for name, _ in walk(backbone).named]
-    return {f"{path}.{name}" for name in NameMatcher(listed).matching(inner)}
+    return {f"{path}.{name}" for name in NameMatcher(no_weight_decay_list(backbone)).matching(inner)}
