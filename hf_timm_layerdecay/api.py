@@ -14,7 +14,7 @@ from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
-from .core.groups import build_param_groups, check_param_groups, merge_equal_groups
+from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, LayerMap
 from .core.scales import LayerDecay, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
@@ -115,6 +115,8 @@ def auto_layer_decay(
     by layer id, the decayed group of a layer before its no-decay group. Groups whose
     hyperparameters come out identical (layers clamped to one ``min_scale``, a weight decay of
     0) are merged, since every group costs the optimizer its own kernel launches per step.
+    A group whose tensors sit on several device meshes (DTensors of tensor and expert parallelism)
+    is split into one group per mesh, which ``foreach`` and ``fused`` optimizers need.
 
     Args:
         model: any ``nn.Module``, bare or wrapped (DDP, ``torch.compile``, FSDP1).
@@ -182,7 +184,7 @@ def auto_layer_decay(
                 UserWarning,
                 stacklevel=2,
             )
-    groups = merge_equal_groups(groups)
+    groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
 

@@ -25,7 +25,7 @@ from torch import nn
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import view
 from .api import _layer_map, _no_decay_names
-from .core.groups import build_param_groups, check_param_groups
+from .core.groups import build_param_groups, check_param_groups, split_by_device_mesh
 from .core.layer_map import check_layer_id
 from .core.scales import LayerDecayError, check_scale
 from .rules import get_num_layer_for_convnext
@@ -79,6 +79,7 @@ def get_parameter_groups(
         scale_of=scale_of,
         lr=lr,
     )
+    groups = split_by_device_mesh(groups)
     check_param_groups(groups, model, named=named)
     return groups
 

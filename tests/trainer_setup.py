@@ -1,4 +1,5 @@
-"""A tiny BERT classifier and a toy dataset for Trainer tests (CPU, seconds)."""
+"""A tiny BERT classifier, a tiny mixture-of-experts LM and a toy dataset for Trainer and
+distributed tests (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ def tiny_bert(seed: int = 0, layers: int = 3) -> BertForSequenceClassification:
         max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2,
     )
     return BertForSequenceClassification(config)
+
+
+def tiny_qwen3_moe(seed: int = 0):
+    """A 2-layer Qwen3-MoE (4 experts) whose sizes split over 2 ranks of tensor and expert parallelism."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3MoeConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, moe_intermediate_size=16, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=4, num_experts_per_tok=2,
+    )
+    return Qwen3MoeForCausalLM(config)
 
 
 class ToyDataset(torch.utils.data.Dataset):

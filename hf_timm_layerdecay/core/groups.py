@@ -6,7 +6,8 @@ A group is a plain ``dict`` that ``torch.optim`` accepts as is. Keys:
 ``param_names``   their names; ``torch.optim`` (>= 2.6) keeps these in ``state_dict()``, which
                   lets a resumed run check it got the same grouping.
 ``name``          ``"layer_3_decay"``, ``"layer_3_no_decay"`` (or ``"decay"``/``"no_decay"``
-                  when there is no layer split).
+                  when there is no layer split); ``"layer_3_decay@tp"`` for the part on one
+                  device mesh of a group split by :func:`split_by_device_mesh`.
 ``layer_id``      the layer id, ``None`` without a layer split.
 ``weight_decay``  the weight decay of the group (0.0 for the no-decay groups).
 ``scale``         the layer's learning-rate scale, for reading only.
@@ -231,6 +232,60 @@ def _merged(same: list[dict]) -> dict:
 
 #: Keys that say what a group holds, not how it is optimized.
 _GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids"})
+
+
+def split_by_device_mesh(groups: list[dict]) -> list[dict]:
+    """Split every group whose tensors live on more than one device mesh: one group per mesh.
+
+    A ``foreach`` or ``fused`` optimizer step is one kernel call over a group's tensors, and
+    torch refuses a call that mixes ``DTensor`` and plain tensors ("got mixed torch.Tensor and
+    DTensor") or spans several meshes. A layer's group mixes them under expert parallelism
+    combined with tensor parallelism (transformers' ``DistributedConfig(ep_size=2, tp_size=2)``:
+    attention on the ``tp`` mesh, experts on ``ep``, router and norms plain), and under 2-D
+    meshes; ``transformers.Trainer`` splits its own two groups the same way. The parts keep
+    every hyperparameter, in the order their tensors first appear, and are named
+    ``<name>@<mesh dims>`` (``layer_3_decay@tp``, ``layer_3_decay@ep``; ``@plain`` for tensors
+    that are not DTensors). Groups on one mesh, and models without DTensors, are left as they are.
+
+    Example:
+        >>> class Mesh:
+        ...     mesh_dim_names = ("tp",)
+        >>> class Sharded:  # stands for a DTensor on the mesh
+        ...     device_mesh = Mesh()
+        >>> plain, sharded = object(), Sharded()
+        >>> groups = [{"name": "layer_1_decay", "lr": 0.5, "params": [sharded, plain], "param_names": ["q.weight", "gate.weight"]}]
+        >>> [(g["name"], g["lr"], g["param_names"]) for g in split_by_device_mesh(groups)]
+        [('layer_1_decay@tp', 0.5, ['q.weight']), ('layer_1_decay@plain', 0.5, ['gate.weight'])]
+    """
+    # One pass over the tensor types answers the usual case (no DTensor anywhere) without
+    # touching the tensors; the class-level check needs no torch.distributed import.
+    if not any(hasattr(cls, "device_mesh") for cls in {type(p) for g in groups for p in g["params"]}):
+        return groups
+    return [part for group in groups for part in _split_group(group)]
+
+
+def _split_group(group: dict) -> list[dict]:
+    by_mesh: dict[Any, tuple[list, list]] = {}
+    for name, param in zip(group["param_names"], group["params"]):
+        params, names = by_mesh.setdefault(getattr(param, "device_mesh", None), ([], []))
+        params.append(param)
+        names.append(name)
+    if len(by_mesh) == 1:
+        return [group]
+    labels = [_mesh_label(mesh) for mesh in by_mesh]
+    if len(set(labels)) < len(labels):  # distinct meshes with equal dimension names: number those
+        repeated = {label for label in labels if labels.count(label) > 1}
+        labels = [f"{label}{labels[:i].count(label)}" if label in repeated else label for i, label in enumerate(labels)]
+    return [
+        dict(group, name=f"{group['name']}@{label}", params=params, param_names=names)
+        for label, (params, names) in zip(labels, by_mesh.values())
+    ]
+
+
+def _mesh_label(mesh: Any) -> str:
+    if mesh is None:
+        return "plain"
+    return ",".join(getattr(mesh, "mesh_dim_names", None) or ()) or "mesh"
 
 
 def _frozen(value: Any) -> Any:

@@ -5,6 +5,10 @@ Modes:
   trainer-ddp    LayerDecayTrainer under DistributedDataParallel (gloo, CPU)
   fsdp2          FSDP2: fully_shard each BertLayer and the model, then create_optimizer
   fsdp1          FSDP1 (use_orig_params=True) wrapping each BertLayer, then create_optimizer
+  ep-tp          a Qwen3-MoE checkpoint (OUT/checkpoint) loaded by transformers with expert and tensor
+                 parallelism (attention on the `tp` mesh, experts on `ep`, router and norms plain),
+                 then create_optimizer with fused AdamW; also writes how far each tensor moved in
+                 the first step
 
 accelerate enables its FSDP path (Trainer(fsdp=...)) on accelerators only; on CPU the Trainer
 runs DDP instead, so the Trainer's FSDP path is not exercised here.
@@ -80,9 +84,50 @@ def run_sharded(mode):
     return describe(optimizer, losses)
 
 
+def run_expert_and_tensor_parallel(out):
+    from transformers import AutoModelForCausalLM
+    from transformers.distributed import DistributedConfig
+
+    model = AutoModelForCausalLM.from_pretrained(
+        os.path.join(out, "checkpoint"), distributed_config=DistributedConfig(ep_size=2, tp_size=2)
+    )
+    optimizer = create_optimizer(model, "adamw", lr=1e-3, layer_decay=0.5, weight_decay=0.01, fused=True)
+    data = ToyDataset()
+    losses, moved = [], {}
+    for step in range(3):
+        before = {name: local(param).clone() for name, param in model.named_parameters()}
+        input_ids = data[step * 4 : step * 4 + 4]["input_ids"]
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()  # fused AdamW: one kernel per group, which refuses mixed DTensor / Tensor groups
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if step == 0:
+            moved = {name: (local(param) - before[name]).abs().max().item() for name, param in model.named_parameters()}
+    result = describe(optimizer, losses)
+    for described, group in zip(result["groups"], optimizer.param_groups):
+        described["meshes"] = sorted({mesh_name(p) for p in group["params"]})
+    result["moved_in_first_step"] = moved
+    return result
+
+
+def local(param):
+    return param.to_local() if hasattr(param, "to_local") else param.detach()
+
+
+def mesh_name(param):
+    mesh = getattr(param, "device_mesh", None)
+    return "plain" if mesh is None else ",".join(mesh.mesh_dim_names)
+
+
 def main():
     mode, out = sys.argv[1], sys.argv[2]
-    result = run_trainer(out) if mode == "trainer-ddp" else run_sharded(mode)
+    if mode == "trainer-ddp":
+        result = run_trainer(out)
+    elif mode == "ep-tp":
+        result = run_expert_and_tensor_parallel(out)
+    else:
+        result = run_sharded(mode)
     with open(os.path.join(out, f"rank{dist.get_rank()}.json"), "w") as handle:
         json.dump(result, handle)
     dist.barrier()
