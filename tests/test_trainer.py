@@ -136,6 +136,41 @@ def test_optimizers_with_their_own_groups_are_refused(tmp_path):
         trainer.create_optimizer()
 
 
+def test_bitsandbytes_8bit_keeps_the_embeddings_in_32_bits_as_the_plain_trainer_does(tmp_path):
+    """Trainer.create_optimizer registers every nn.Embedding of a bitsandbytes 8-bit optimizer for
+    32-bit states after building it; LayerDecayTrainer must not skip that (it did: 8-bit states)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    def bert_with_8bit_sized_tensors():  # bitsandbytes keeps tensors under 4096 entries in 32 bits anyway
+        torch.manual_seed(0)
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+            max_position_embeddings=32, num_labels=2,
+        ))
+
+    state_dtypes = {}
+    try:
+        for cls in (Trainer, LayerDecayTrainer):
+            bnb.optim.GlobalOptimManager._instance = None  # its registry of overrides is process-wide
+            model = bert_with_8bit_sized_tensors()
+            trainer = cls(model=model, args=training_args(tmp_path / cls.__name__, optim="adamw_bnb_8bit", max_steps=1),
+                          train_dataset=ToyDataset())
+            trainer.train()
+            optimizer = trainer.optimizer.optimizer
+            state_dtypes[cls.__name__] = [
+                optimizer.state[p]["state1"].dtype
+                for p in (model.bert.embeddings.word_embeddings.weight, model.bert.encoder.layer[0].intermediate.dense.weight)
+            ]
+    finally:
+        bnb.optim.GlobalOptimManager._instance = None
+    assert state_dtypes == {"Trainer": [torch.float32, torch.uint8], "LayerDecayTrainer": [torch.float32, torch.uint8]}
+    assert type(optimizer).__module__.startswith("bitsandbytes.")
+    assert sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups}) == [
+        (0, 1e-3 / 8), (1, 1e-3 / 4), (2, 1e-3 / 2), (3, 1e-3)
+    ]
+
+
 def test_one_real_adam_step_moves_each_layer_by_its_lr(tmp_path):
     model = tiny_bert()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -23,6 +23,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers import __version__ as transformers_version
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from ..adapters.options import AutoStrategy
@@ -115,23 +116,50 @@ class LayerDecayTrainer(Trainer):
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer class and arguments, with layer-decayed parameter groups."""
-        if self.optimizer is None and self.layer_decay is not None:
-            self.optimizer = self._layer_decay_optimizer(self.model if model is None else model)
-        return super().create_optimizer(model)  # the base only wraps an optimizer that exists
+        if self.optimizer is not None or self.layer_decay is None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self._optimizer_cls_and_kwargs(opt_model)
+        groups = self._layer_decay_groups(opt_model, optimizer_kwargs)
+        # The base class builds the optimizer from a "params" entry of these arguments (how GaLore
+        # hands it groups) and then does what it does to every optimizer it builds: keep the
+        # embeddings of a bitsandbytes 8-bit optimizer in 32 bits, wrap it for SageMaker. Building
+        # the optimizer here instead would skip that.
+        given = self.optimizer_cls_and_kwargs
+        self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
+        try:
+            optimizer = super().create_optimizer(model)
+        finally:
+            self.optimizer_cls_and_kwargs = given
+        if [g.get("name") for g in optimizer.param_groups] != [g["name"] for g in groups]:
+            raise RuntimeError(
+                f"Trainer.create_optimizer of transformers {transformers_version} did not build the optimizer from "
+                "the layer-decay groups; LayerDecayTrainer needs a newer transformers"
+            )
+        guard_resume(optimizer)
+        logger.info(
+            "layer decay %s: %d parameter groups, lr %.3g (head) .. %.3g",
+            self.layer_decay, len(groups), max(g["lr"] for g in groups), min(g["lr"] for g in groups),
+        )
+        return optimizer
 
-    def _layer_decay_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def _optimizer_cls_and_kwargs(self, model: nn.Module) -> tuple[type, dict]:
+        """The Trainer's choice (``optimizer_cls_and_kwargs``, else ``optim``); refused when the
+        optimizer makes its own groups (GaLore, LOMO, Muon ...)."""
         if self.optimizer_cls_and_kwargs is not None:
             optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        optimizer_kwargs = dict(optimizer_kwargs)
         if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _OWN_GROUPS):
             raise ValueError(
                 f"optim={self.args.optim!r} builds its own parameter groups, so layer decay cannot be applied; "
                 "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
                 "or set layer_decay=None"
             )
-        groups = auto_layer_decay(
+        return optimizer_cls, optimizer_kwargs
+
+    def _layer_decay_groups(self, model: nn.Module, optimizer_kwargs: dict) -> list[dict]:
+        return auto_layer_decay(
             model,
             lr=optimizer_kwargs.get("lr", self.args.learning_rate),
             layer_decay=self.layer_decay,
@@ -144,12 +172,6 @@ class LayerDecayTrainer(Trainer):
             normalize_depth=getattr(self.args, "layer_decay_normalize_depth", None),
             no_weight_decay=self._no_weight_decay_names(model),
         )
-        optimizer = guard_resume(optimizer_cls(groups, **optimizer_kwargs))
-        logger.info(
-            "layer decay %s: %d parameter groups, lr %.3g (head) .. %.3g",
-            self.layer_decay, len(groups), max(g["lr"] for g in groups), min(g["lr"] for g in groups),
-        )
-        return optimizer
 
     def _no_weight_decay_names(self, model: nn.Module) -> list[str]:
         """What the Trainer would not decay (norms, biases, or a subclass's own rule), plus extras."""
