@@ -94,8 +94,8 @@ def run_expert_and_tensor_parallel(out):
     optimizer = create_optimizer(model, "adamw", lr=1e-3, layer_decay=0.5, weight_decay=0.01, fused=True)
     data = ToyDataset()
     losses, moved = [], {}
+    before = {name: local(param).clone() for name, param in model.named_parameters()}
     for step in range(3):
-        before = {name: local(param).clone() for name, param in model.named_parameters()}
         input_ids = data[step * 4 : step * 4 + 4]["input_ids"]
         loss = model(input_ids=input_ids, labels=input_ids).loss
         loss.backward()
