@@ -57,3 +57,18 @@ def test_optimizer_step_quick():
         # the multi-tensor ops are issued once per group: the cost of layer decay is per group, not per tensor
         assert ops == pytest.approx(groups * single_ops, rel=0.1)
     assert re.search(r"## The optimizer step", out)
+
+
+def test_step_timing_checks_the_free_memory_of_the_device_it_runs_on(monkeypatch):
+    """On a GPU the optimizer states go to the GPU: the check before each model reads its free
+    memory, not the host's (a 139 GiB GPU behind a 24 GiB host, or the other way round)."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import optimizer_step
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (3 * 2**30, 80 * 2**30))
+    assert optimizer_step.available_bytes("cuda:1") == 3 * 2**30
+    assert asked == [torch.device("cuda:1")]
+    assert optimizer_step.available_bytes("cpu") not in (None, 3 * 2**30) and asked == [torch.device("cuda:1")]
