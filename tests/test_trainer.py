@@ -4,12 +4,15 @@ import math
 
 import pytest
 import torch
+import transformers
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
 from hf_timm_layerdecay import LayerDecayTrainer, LayerDecayTrainingArguments, create_optimizer, layer_ids
 from hf_timm_layerdecay.integrations.resume import ResumeMismatchError
 from hf_timm_layerdecay.integrations.trainer import deepspeed_layer_decay_problems
 from trainer_setup import ToyDataset, tiny_bert, training_args
+
+TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 
 # tiny BERT, 3 layers: embeddings 0, encoder.layer.i -> i + 1, pooler and classifier 4
 MAX_ID = 4
@@ -121,7 +124,9 @@ def test_trainer_optimizers_keep_working(tmp_path, optim, optim_args, cls_name):
     trainer.train()
     optimizer = trainer.optimizer.optimizer  # accelerate's wrapper around the real one
     assert type(optimizer).__name__ == cls_name
-    if optim == "sgd":
+    _, expected = Trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)  # what a plain Trainer passes
+    assert {k: optimizer.defaults[k] for k in expected if k != "lr"} == {k: v for k, v in expected.items() if k != "lr"}
+    if optim == "sgd" and TRANSFORMERS_5:  # transformers 4.x ignores optim_args for sgd
         assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["nesterov"] is True
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3 * s for s in scales(optimizer)])
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])

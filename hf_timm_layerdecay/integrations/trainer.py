@@ -24,10 +24,10 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers import __version__ as transformers_version
-from transformers.trainer_optimizer import is_optimizer_factory
 
 from ..adapters.options import AutoStrategy
 from ..api import auto_layer_decay
+from .._compat import call_create_optimizer, is_optimizer_factory
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class LayerDecayTrainer(Trainer):
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer class and arguments, with layer-decayed parameter groups."""
         if self.optimizer is not None or self.layer_decay is None:
-            return super().create_optimizer(model)
+            return call_create_optimizer(super().create_optimizer, self, model)
         opt_model = self.model if model is None else model
         optimizer_cls, optimizer_kwargs = self._optimizer_cls_and_kwargs(opt_model)
         groups = self._layer_decay_groups(opt_model, optimizer_kwargs)
@@ -128,7 +128,7 @@ class LayerDecayTrainer(Trainer):
         given = self.optimizer_cls_and_kwargs
         self.optimizer_cls_and_kwargs = (optimizer_cls, {**optimizer_kwargs, "params": groups})
         try:
-            optimizer = super().create_optimizer(model)
+            optimizer = call_create_optimizer(super().create_optimizer, self, model)
         finally:
             self.optimizer_cls_and_kwargs = given
         if [g.get("name") for g in optimizer.param_groups] != [g["name"] for g in groups]:

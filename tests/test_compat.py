@@ -1,0 +1,58 @@
+"""What differs between the supported timm / transformers / torch versions (hf_timm_layerdecay._compat).
+
+The version-dependent branches are exercised here on whatever versions are installed, the
+missing features simulated where needed; CI runs this file on the newest and the oldest
+supported versions (``.ci/run``).
+"""
+
+import inspect
+
+import pytest
+import torch
+import transformers
+from torch import nn
+
+from hf_timm_layerdecay._compat import call_create_optimizer, is_optimizer_factory
+
+
+class FakeTrainer:
+    def __init__(self):
+        self.model = nn.Linear(2, 2)
+        self.model_wrapped = self.model
+
+
+def test_create_optimizer_is_called_the_way_the_installed_trainer_takes_it():
+    trainer, other = FakeTrainer(), nn.Linear(2, 2)
+    with_model = lambda model=None: ("built for", model)  # noqa: E731 - transformers >= 5.3
+    assert call_create_optimizer(with_model, trainer, other) == ("built for", other)
+    without_model = lambda: "built for trainer.model"  # noqa: E731 - transformers < 5.3
+    assert call_create_optimizer(without_model, trainer, None) == "built for trainer.model"
+    assert call_create_optimizer(without_model, trainer, trainer.model) == "built for trainer.model"
+    with pytest.raises(TypeError, match=r"create_optimizer\(model=\.\.\.\) with another model needs transformers >= 5.3"):
+        call_create_optimizer(without_model, trainer, other)
+
+
+def test_optimizer_classes_are_not_factories_on_every_version():
+    assert not is_optimizer_factory(torch.optim.AdamW)
+    assert not is_optimizer_factory(torch.optim.SGD)
+    try:
+        from transformers.trainer_optimizer import is_optimizer_factory as theirs
+    except ImportError:  # transformers < 5.2: the Trainer calls every choice with the groups
+        assert not is_optimizer_factory(lambda model, **kwargs: None)
+    else:
+        factory = lambda model, **kwargs: None  # noqa: E731
+        assert is_optimizer_factory(factory) == theirs(factory) is True
+
+
+def test_layer_decay_trainer_imports_and_builds_its_optimizer(tmp_path):
+    from hf_timm_layerdecay import LayerDecayTrainer
+
+    from trainer_setup import ToyDataset, tiny_bert, training_args
+
+    trainer = LayerDecayTrainer(model=tiny_bert(), args=training_args(tmp_path), train_dataset=ToyDataset())
+    optimizer = trainer.create_optimizer()
+    assert len({g["layer_id"] for g in optimizer.param_groups}) == 5  # embeddings, 3 blocks, head
+    if "model" not in inspect.signature(transformers.Trainer.create_optimizer).parameters:
+        trainer.optimizer = None
+        with pytest.raises(TypeError, match="needs transformers >= 5.3"):
+            trainer.create_optimizer(tiny_bert())
