@@ -7,10 +7,62 @@ supported and verified versions are listed in README.md ("Supported versions").
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+
+
+def create_timm_model(name: str, device: str = "meta", **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=False)`` built on ``device``.
+
+    Where this timm or torch cannot build the model on the meta device, it is built on the CPU
+    instead (real memory and initialization time), with a warning that says so: timm before
+    1.0.21 computes the drop-path rates of ViTs and others with ``.item()``, which meta tensors
+    do not have, and torch 2.8 has no meta kernel for ``torch.unique`` (timm's RegNets).
+
+    Example:
+        >>> model = create_timm_model("resnet18")
+        >>> model.fc.weight.device.type
+        'meta'
+    """
+    import timm
+
+    try:
+        with torch.device(device):
+            return timm.create_model(name, pretrained=False, **kwargs)
+    except (RuntimeError, NotImplementedError) as exc:
+        if torch.device(device).type != "meta" or "meta" not in str(exc).lower():
+            raise
+        warnings.warn(
+            f"timm {timm.__version__} with torch {torch.__version__} cannot build {name} on the meta device "
+            f"({str(exc).splitlines()[0][:120]}); building it on the CPU instead, with real memory and "
+            "initialization time",
+            UserWarning,
+            stacklevel=2,
+        )
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def timm_builds_on_meta() -> bool:
+    """Whether this timm builds a ViT on the meta device (timm >= 1.0.21); the zoo sweeps,
+    which build every architecture there, need it.
+
+    Example:
+        >>> import timm
+        >>> from packaging.version import Version
+        >>> timm_builds_on_meta() == (Version(timm.__version__) >= Version("1.0.21"))
+        True
+    """
+    import timm
+
+    try:
+        with torch.device("meta"):
+            timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
 
 
 def is_optimizer_factory(optimizer_cls: Any) -> bool:

@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._compat import create_timm_model
+
 #: ``--task`` values and the transformers auto class each builds.
 TASKS = {
     "base": "AutoModel",
@@ -47,8 +49,7 @@ def build_model(name: str, task: Optional[str] = None, device: str = "meta") -> 
     if name in timm.list_models():
         if task not in (None, "image-classification"):
             raise ValueError(f"{name} is a timm image model; --task does not apply")
-        with torch.device(device):
-            return timm.create_model(name, pretrained=False)
+        return create_timm_model(name, device)  # on the CPU where an old timm cannot build on meta
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 

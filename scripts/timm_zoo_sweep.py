@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from hf_timm_layerdecay._compat import timm_builds_on_meta  # noqa: E402
 from hf_timm_layerdecay.adapters import timm as timm_adapter  # noqa: E402
 from hf_timm_layerdecay.adapters.options import AutoStrategy  # noqa: E402
 from hf_timm_layerdecay.api import resolve_layer_map  # noqa: E402
@@ -300,6 +301,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     import timm
 
+    if not timm_builds_on_meta():
+        print(
+            f"error: timm {timm.__version__} cannot build a ViT on the meta device (it calls .item() on the drop-path "
+            "rates); the sweep builds every architecture there and needs timm >= 1.0.21",
+            file=sys.stderr,
+        )
+        return 2
     names = [n for n in timm.list_models() if fnmatch.fnmatchcase(n, args.filter)][:: args.every][: args.limit]
     run_sweep(names, args.out, forward=not args.no_forward)
     return 0

@@ -6,13 +6,15 @@ supported versions (``.ci/run``).
 """
 
 import inspect
+import warnings
 
 import pytest
+import timm
 import torch
 import transformers
 from torch import nn
 
-from hf_timm_layerdecay._compat import call_create_optimizer, is_optimizer_factory
+from hf_timm_layerdecay._compat import call_create_optimizer, create_timm_model, is_optimizer_factory
 
 
 class FakeTrainer:
@@ -56,3 +58,30 @@ def test_layer_decay_trainer_imports_and_builds_its_optimizer(tmp_path):
         trainer.optimizer = None
         with pytest.raises(TypeError, match="needs transformers >= 5.3"):
             trainer.create_optimizer(tiny_bert())
+
+
+def test_a_model_timm_cannot_build_on_meta_is_built_on_the_cpu_with_a_warning(monkeypatch):
+    real = timm.create_model
+
+    def like_old_timm(name, **kwargs):  # timm < 1.0.21: drop-path rates through .item()
+        torch.linspace(0, 0.1, 4)[0].item()
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", like_old_timm)
+    with pytest.warns(UserWarning, match="cannot build resnet18 on the meta device .*building it on the CPU"):
+        model = create_timm_model("resnet18")
+    assert model.fc.weight.device.type == "cpu"
+
+    def broken(name, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(timm, "create_model", broken)
+    with pytest.raises(RuntimeError, match="something else"):  # only the meta-device failure falls back
+        create_timm_model("resnet18")
+
+
+def test_a_model_that_builds_on_meta_stays_there():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = create_timm_model("vit_tiny_patch16_224", num_classes=3)
+    assert model.head.weight.device.type == "meta"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Iterator, Optional
 
-import torch
 from torch import nn
 
+from ..._compat import create_timm_model
 from ...core.layer_map import LayerMap
 from ..structural import structural_layer_map
 from .grouping import model_map
@@ -64,16 +64,14 @@ def feature_extractor_map(model: nn.Module, granularity: str) -> LayerMap:
 
 
 def _rebuild_reference(architecture: Optional[str]) -> Optional[nn.Module]:
-    """The named timm architecture, built without weights on the meta device, or None."""
+    """The named timm architecture, built without weights on the meta device (on the CPU, with a
+    warning, where this timm / torch cannot build it there), or None."""
     if not architecture:
         return None
-    import timm
-
     try:
-        with torch.device("meta"):
-            return timm.create_model(architecture, pretrained=False)
+        return create_timm_model(architecture, "meta")
     except Exception as exc:  # noqa: BLE001 - any failure means: no reference, use the fallbacks
-        logger.debug("could not rebuild %r on the meta device: %s", architecture, exc)
+        logger.debug("could not rebuild %r: %s", architecture, exc)
         return None
 
 
