@@ -112,3 +112,34 @@ def call_create_optimizer(
             "create_optimizer(model=...) with another model needs transformers >= 5.3"
         )
     return create_optimizer()
+
+
+def fix_timm_group_matcher(model: nn.Module, matcher: Any) -> tuple[Any, Optional[str]]:
+    """A ``group_matcher()`` result with what timm itself fixed since, and a note saying so.
+
+    timm before 1.0.31: ``VisionTransformer`` and ``Eva`` leave ``norm_pre`` (the norm between the
+    patch embedding and block 0 of CLIP and Perception Encoder models) out of the stem pattern, so
+    their final-norm pattern ``^norm`` takes it and it gets the head's lr although it runs before
+    every block. It is added to the stem, as timm 1.0.31 has it. Any other matcher is returned as
+    it is.
+
+    Example:
+        >>> import timm
+        >>> model = create_timm_model("vit_tiny_patch16_224", pre_norm=True)
+        >>> matcher, note = fix_timm_group_matcher(model, {"stem": r"^cls_token|pos_embed|patch_embed"})
+        >>> matcher["stem"], note is not None
+        ('^cls_token|pos_embed|patch_embed|^norm_pre', True)
+    """
+    from timm.models.eva import Eva
+    from timm.models.vision_transformer import VisionTransformer
+
+    stem = matcher.get("stem") if isinstance(matcher, dict) else None
+    if not isinstance(model, (VisionTransformer, Eva)) or not isinstance(stem, str) or "norm_pre" in stem:
+        return matcher, None
+    if not any(name.startswith("norm_pre.") for name, _ in model.named_parameters()):
+        return matcher, None
+    note = (
+        f"{type(model).__name__}.group_matcher() of this timm puts norm_pre in the head group although it runs "
+        "before the blocks; it is placed in the stem, as timm >= 1.0.31 does"
+    )
+    return {**matcher, "stem": stem + "|^norm_pre"}, note

@@ -14,7 +14,13 @@ import torch
 import transformers
 from torch import nn
 
-from hf_timm_layerdecay._compat import call_create_optimizer, create_timm_model, is_optimizer_factory
+from hf_timm_layerdecay import layer_ids
+from hf_timm_layerdecay._compat import (
+    call_create_optimizer,
+    create_timm_model,
+    fix_timm_group_matcher,
+    is_optimizer_factory,
+)
 
 
 class FakeTrainer:
@@ -85,3 +91,21 @@ def test_a_model_that_builds_on_meta_stays_there():
         warnings.simplefilter("error")
         model = create_timm_model("vit_tiny_patch16_224", num_classes=3)
     assert model.head.weight.device.type == "meta"
+
+
+def test_norm_pre_of_clip_vits_is_in_the_stem_on_every_timm():
+    # timm < 1.0.31's matcher gives norm_pre (before block 0) to the head; the adapter corrects it
+    ids = layer_ids(create_timm_model("vit_base_patch16_clip_224"))
+    assert ids["norm_pre.weight"] == ids["patch_embed.proj.weight"] == 0
+    assert ids["blocks.0.norm1.weight"] == 1 and ids["head.weight"] == 13
+
+
+def test_the_matcher_fix_leaves_other_matchers_alone():
+    vit = create_timm_model("vit_tiny_patch16_224", pre_norm=True)
+    fixed = {"stem": r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre", "blocks": [(r"^blocks\.(\d+)", None)]}
+    assert fix_timm_group_matcher(vit, fixed) == (fixed, None)
+    plain_vit = create_timm_model("vit_tiny_patch16_224")  # no norm_pre parameters
+    old = {"stem": r"^cls_token|pos_embed|patch_embed", "blocks": [(r"^blocks\.(\d+)", None)]}
+    assert fix_timm_group_matcher(plain_vit, old) == (old, None)
+    resnet = create_timm_model("resnet18")
+    assert fix_timm_group_matcher(resnet, resnet.group_matcher()) == (resnet.group_matcher(), None)

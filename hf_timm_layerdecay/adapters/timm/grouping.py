@@ -11,6 +11,7 @@ from typing import Optional
 
 from torch import nn
 
+from ..._compat import fix_timm_group_matcher
 from ...core.layer_map import LayerMap
 from ..paths import shared_depth
 from ..structural import structural_layer_map
@@ -86,12 +87,16 @@ def structural_fallback(model: nn.Module, granularity: str, reason: str) -> Laye
 def _group_matcher(model: nn.Module, granularity: str, notes: list[str]):
     coarse = granularity == "stage"
     try:
-        return model.group_matcher(coarse=coarse)
+        matcher = model.group_matcher(coarse=coarse)
     except (AssertionError, NotImplementedError) as exc:
         if not coarse:
             raise
         notes.append(f"{type(model).__name__}.group_matcher(coarse=True) is not available ({exc}); block groups used")
-        return model.group_matcher(coarse=False)
+        matcher = model.group_matcher(coarse=False)
+    matcher, note = fix_timm_group_matcher(model, matcher)  # what older timm releases get wrong
+    if note:
+        notes.append(note)
+    return matcher
 
 
 def _shared_lid(name: str, paths: list[str], lid: dict[str, int], unmatched_lid: int) -> int:
