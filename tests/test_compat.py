@@ -21,6 +21,7 @@ from hf_timm_layerdecay._compat import (
     fix_timm_group_matcher,
     is_optimizer_factory,
 )
+from hf_timm_layerdecay.adapters import hf_layout
 
 
 class FakeTrainer:
@@ -109,3 +110,32 @@ def test_the_matcher_fix_leaves_other_matchers_alone():
     assert fix_timm_group_matcher(plain_vit, old) == (old, None)
     resnet = create_timm_model("resnet18")
     assert fix_timm_group_matcher(resnet, resnet.group_matcher()) == (resnet.group_matcher(), None)
+
+
+def test_without_gradient_checkpointing_layers_the_transformers_adapter_warns(monkeypatch):
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    monkeypatch.setattr(hf_layout, "_gradient_checkpointing_layer", lambda: None)  # transformers < 4.52
+    with pytest.warns(UserWarning, match="has no GradientCheckpointingLayer .* supports transformers >= 4.57"):
+        layer_ids(model)
+
+
+def test_on_transformers_4_a_list_of_blocks_at_one_id_is_warned_about(monkeypatch):
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32))
+    monkeypatch.setattr(hf_layout, "_TRANSFORMERS_4", True)
+    layout = hf_layout.find_layout(model)
+    ids = layer_ids(model)  # each block its own id: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf_layout.warn_unnumbered_block_lists(model, layout, ids)
+    lumped = {n: 4 if n.startswith("encoder.layer.") else i for n, i in ids.items()}  # what a missed stack gets
+    empty = hf_layout.Region("", model, "model")  # a layout that found no blocks
+    with pytest.warns(UserWarning, match=r"every item of 'encoder.layer' gets one and the same layer id"):
+        hf_layout.warn_unnumbered_block_lists(model, empty, lumped)
+    monkeypatch.setattr(hf_layout, "_TRANSFORMERS_4", False)  # transformers 5: every repeated block is marked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf_layout.warn_unnumbered_block_lists(model, empty, lumped)

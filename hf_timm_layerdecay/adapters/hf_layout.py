@@ -30,6 +30,7 @@ import functools
 import importlib
 import inspect
 import textwrap
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Union
@@ -101,6 +102,78 @@ def find_layout(model: nn.Module, granularity: str = "block") -> Region:
     return _Finder(model, granularity).root
 
 
+def warn_unnumbered_block_lists(model: nn.Module, root: "Region", ids: dict[str, int]) -> None:
+    """On transformers 4.x, warn about block stacks the layout missed (:func:`unnumbered_block_lists`)."""
+    if not _TRANSFORMERS_4:
+        return
+    missed = unnumbered_block_lists(model, root, ids)
+    if missed:
+        import transformers
+
+        warnings.warn(
+            f"transformers {transformers.__version__}: in {type(model).__name__}, every item of "
+            f"{', '.join(repr(p) for p in missed[:4])}{' ...' if len(missed) > 4 else ''} gets one and the same layer "
+            "id. Before transformers 5 not every repeated block is a GradientCheckpointingLayer, so these may be "
+            "block stacks the adapter cannot see here: check the map with layer_decay_report(), or give a rule "
+            "(strategy=...)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _transformers_major() -> int:
+    try:
+        import transformers
+    except ImportError:  # pragma: no cover - the adapter only runs on transformers models
+        return 0
+    return int(transformers.__version__.split(".")[0])
+
+
+#: transformers 4.x: not every repeated block is a ``GradientCheckpointingLayer`` yet (5.0 made them so)
+_TRANSFORMERS_4 = _transformers_major() == 4
+#: share of the model's parameter tensors under a list of repeated modules that makes it a block
+#: stack the layout should have numbered (:func:`unnumbered_block_lists`)
+_MISSED_STACK_SHARE = 0.05
+
+
+def unnumbered_block_lists(model: nn.Module, root: "Region", ids: dict[str, int]) -> list[str]:
+    """Paths of ``nn.ModuleList`` s of two or more modules of one class, holding at least
+    :data:`_MISSED_STACK_SHARE` of the parameter tensors, all of them at one id, that are
+    neither numbered blocks, nor inside one, nor around one, nor a convolutional front end: block
+    stacks the layout missed (lists placed beside the blocks, one item per block, are not).
+
+    Example:
+        >>> from torch import nn
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embed, self.layers = nn.Linear(2, 2), nn.ModuleList(nn.Linear(2, 2) for _ in range(3))
+        >>> net = Net()
+        >>> lumped = {n: 0 if n.startswith("embed") else 1 for n, _ in net.named_parameters()}
+        >>> unnumbered_block_lists(net, Region("", net, "model"), lumped)
+        ['layers']
+        >>> unnumbered_block_lists(net, Region("", net, "model"), {n: i for i, (n, _) in enumerate(net.named_parameters())})
+        []
+    """
+    unit_paths = [p for unit in root.units() for p in unit]
+    names = [n for n, _ in model.named_parameters()]
+    missed: list[str] = []
+    for path, module in model.named_modules():
+        if not path or not isinstance(module, nn.ModuleList) or len(module) < 2:
+            continue
+        if len({type(item) for item in module}) != 1 or any(path.startswith(m + ".") for m in missed):
+            continue
+        below = path + "."
+        if any(u == path or u.startswith(below) or path.startswith(u + ".") for u in unit_paths):
+            continue
+        if any(part in _FRONT_END_NAMES for part in path.split(".")):
+            continue
+        held = [n for n in names if n.startswith(below)]
+        if held and len(held) >= _MISSED_STACK_SHARE * len(names) and len({ids.get(n) for n in held}) == 1:
+            missed.append(path)
+    return missed
+
+
 class _Finder:
     """One pass over the module tree, collecting regions and stacks."""
 
@@ -109,6 +182,17 @@ class _Finder:
         # stacks of whole items: stages are split here, once (see _block_units)
         self.tree = structural.ModuleTree(model, split_stages=False)
         self.gc_class = _gradient_checkpointing_layer()
+        if self.gc_class is None and _is_config(getattr(model, "config", None)):
+            import transformers
+
+            warnings.warn(
+                f"transformers {transformers.__version__} has no GradientCheckpointingLayer (transformers >= 4.52): "
+                f"the blocks of {type(model).__name__} come from its module structure alone, which misses stacks "
+                "nested in towers (the language model of a vision-language model gets the head's id). "
+                "hf_timm_layerdecay supports transformers >= 4.57; check this map with layer_decay_report()",
+                UserWarning,
+                stacklevel=2,
+            )
         self.backbone_classes = _backbone_classes()
         self.roles: dict[int, str] = {}  # id(module) -> "encoder" / "decoder"
         self.root_module = model

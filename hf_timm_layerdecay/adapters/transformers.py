@@ -29,7 +29,7 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from . import structural
-from .hf_layout import Region, find_layout, loops_over_layer_count
+from .hf_layout import Region, find_layout, loops_over_layer_count, warn_unnumbered_block_lists
 from .hf_numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 from .options import AutoStrategy
 from .walk import walk
@@ -111,6 +111,7 @@ def _transformers_layer_map(model: nn.Module, options: AutoStrategy) -> LayerMap
     logger.debug("%s: %d blocks in %s", type(model).__name__, len(numbering.unit_ids), regions)
     placer = Placer(layout, numbering, layout.order, _output_embedding_paths(model))
     ids, notes = _resolve_aliases(model, placer, options.tied_head)
+    warn_unnumbered_block_lists(model, layout, ids)  # transformers 4.x only
     notes += _layout_notes(layout, numbering, towers, options)
     return LayerMap(ids, placer.head + 1, tuple(notes))
 
