@@ -86,8 +86,11 @@ def mapping_classes(types: list[str] | None = None) -> dict[str, dict[str, list[
 
 def shrink(config_dict: dict, layers: int) -> dict:
     """A copy of a config dict with every layer count at most ``layers``; lists that had one
-    entry per layer (``layer_types``) are cut to match. Sub-config dicts are shrunk too."""
+    entry per layer (``layer_types``) are cut to match. Sub-config dicts are shrunk too. A
+    pretrained backbone is turned off."""
     out = copy.deepcopy(config_dict)
+    if out.get("use_pretrained_backbone"):
+        out["use_pretrained_backbone"] = False  # nothing is downloaded (DETR's default before transformers 5)
     for key, value in list(out.items()):
         if isinstance(value, dict):
             out[key] = shrink(value, layers)

@@ -192,13 +192,15 @@ def test_tower_option_stretches_every_tower_onto_one_schedule():
 def test_llava_projector_and_lm_head_are_the_head():
     model = case("llava", "LlavaForConditionalGeneration").build()
     ids = layer_ids(model)
-    assert ids_under(ids, "model.vision_tower.encoder.layers.1.") == {2}
+    # transformers < 5 keeps the CLIP vision encoder one level down, in vision_model
+    tower = "model.vision_tower.vision_model." if any(".vision_tower.vision_model." in n for n in ids) else "model.vision_tower."
+    assert ids_under(ids, tower + "encoder.layers.1.") == {2}
     assert ids_under(ids, "model.language_model.layers.2.") == {3}
     assert ids_under(ids, "model.multi_modal_projector.") == {4}
     assert ids["lm_head.weight"] == ids["model.language_model.norm.weight"] == 4
     assert ids["model.language_model.embed_tokens.weight"] == 0
     stretched = layer_ids(model, AutoStrategy(tower="language_model"))
-    assert ids_under(stretched, "model.vision_tower.encoder.layers.0.") == {2}
+    assert ids_under(stretched, tower + "encoder.layers.0.") == {2}
 
 
 # -- tied head ---------------------------------------------------------------------------------------
