@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import warnings
 from typing import Callable, Iterable, Mapping, Optional, Union
 
@@ -14,9 +12,10 @@ from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
+from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
-from .core.layer_map import LayerIdError, LayerMap
-from .core.scales import LayerDecay, is_decay_off, layer_scales
+from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
+from .core.scales import LayerDecay, LayerDecayWarning, as_number, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
 from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
 
@@ -25,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: ``"auto"`` (the model's adapter, else its structure), ``"structural"`` (structure only),
 #: an :class:`AutoStrategy` with options, a callable ``name -> id`` or a ``{regex: id}`` mapping.
 Strategy = Union[str, AutoStrategy, Callable[[str], int], PatternRule]
-_NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
+NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
 
 
 @walks_once
@@ -67,12 +66,12 @@ def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap
 def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     canonical_names = list(seen.canonical_of.values())
     if isinstance(strategy, str):
-        if strategy not in _NAMED_STRATEGIES:
+        if strategy not in NAMED_STRATEGIES:
             raise ValueError(
-                f"unknown strategy {strategy!r}; use one of {list(_NAMED_STRATEGIES)}, an AutoStrategy, "
+                f"unknown strategy {strategy!r}; use one of {list(NAMED_STRATEGIES)}, an AutoStrategy, "
                 "a callable or a mapping"
             )
-        strategy = _NAMED_STRATEGIES[strategy]
+        strategy = NAMED_STRATEGIES[strategy]
     if isinstance(strategy, AutoStrategy):
         layer_map = infer_layer_map(seen.inner, strategy)
         if seen.renamed:
@@ -156,8 +155,9 @@ def auto_layer_decay(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_number("lr", lr, allow_none=True, positive=True)
-    _check_number("weight_decay", weight_decay)
+    check_number("lr", lr, allow_none=True, positive=True)
+    check_number("weight_decay", weight_decay)
+    lr, weight_decay, layer_decay = as_number(lr), as_number(weight_decay), as_number(layer_decay)
     named = walk(model).named
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
@@ -176,17 +176,27 @@ def auto_layer_decay(
             allow_decay_above_one=allow_decay_above_one,
         )
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
+        warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], strategy, stacklevel=3)
         if lr is None:
             warnings.warn(
                 "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
                 "apply but torch.optim, torch.optim.lr_scheduler and transformers ignore. Pass lr=... to get "
                 "groups with their real per-group 'lr', which every scheduler keeps.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
+
+
+def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: object, *, stacklevel: int) -> None:
+    """Warn (:class:`LayerDecayWarning`) where the map makes the decay do nothing, or, for a user's
+    rule, skip ids (see :func:`~hf_timm_layerdecay.core.layer_map.decay_effect_problems`)."""
+    from_rule = not isinstance(strategy, (str, AutoStrategy))
+    for problem in decay_effect_problems(layer_map, trainable, from_rule=from_rule):
+        notes = f" ({'; '.join(layer_map.notes)})" if layer_map.notes else ""
+        warnings.warn(problem + notes, LayerDecayWarning, stacklevel=stacklevel + 1)
 
 
 def _no_decay_names(
@@ -206,22 +216,13 @@ def _no_decay_names(
     # Every matcher sees every name, so that each records which of its entries matched.
     by_canonical = user.matching(canonicals) | listed.matching(canonicals) | family
     names = user.matching(reported) if seen.renamed else set()
-    names.update(name for name in reported if is_no_decay_shape(name, seen.ndim_of[name]))
+    names.update(name for name in reported if is_no_decay_shape(name, seen.shape_of[name]))
     names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
     if user.unused:
         if warn_unused:
-            warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=3)
+            warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=4)
         else:
             logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
     if listed.unused:
         logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
     return names
-
-
-def _check_number(what: str, value: object, *, allow_none: bool = False, positive: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")

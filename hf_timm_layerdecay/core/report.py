@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
 
-from .groups import Coverage, param_group_coverage
+from .groups import Coverage, as_group_list, param_group_coverage
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class LayerDecayReport:
 
 
 def layer_decay_report(
-    groups: Iterable[dict],
+    groups: Any,
     model: Any = None,
     *,
     lr: Optional[float] = None,
@@ -103,7 +103,7 @@ def layer_decay_report(
     """Describe parameter groups (from :func:`auto_layer_decay` or ``optimizer.param_groups``).
 
     Args:
-        groups: the parameter groups.
+        groups: the parameter groups, or an optimizer.
         model: when given, names are looked up for groups without ``param_names`` and the
             report says whether every trainable parameter is in exactly one group.
         lr: base learning rate, to show the effective lr of groups that carry only
@@ -120,7 +120,7 @@ def layer_decay_report(
         >>> report.coverage.ok
         True
     """
-    groups = list(groups)
+    groups = as_group_list(groups)
     names_of = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
     rows = []
     for index, group in enumerate(groups):
@@ -163,6 +163,8 @@ def _num(value: Optional[float]) -> str:
 
 
 def _names(names: list[str], limit: int) -> str:
+    if limit <= 0:
+        return f"({len(names)} name{'s' if len(names) != 1 else ''})"
     shown = ", ".join(names[:limit])
     return shown + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
 

@@ -2,13 +2,15 @@
 
 The rule of BEiT, MAE, timm and the original post: biases, every parameter with at most one
 dimension (norm weights, layer-scale gammas, scalar temperatures) and an explicit list of
-names (position embeddings, class tokens) are not decayed.
+names (position embeddings, class tokens) are not decayed. ConvNeXt-V2's recipe adds norm
+parameters named ``gamma`` / ``beta`` stored with broadcast dimensions (its GRN keeps them as
+``(1, 1, 1, C)``): they are vectors too.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -29,10 +31,18 @@ class NameMatcher:
         ['nothing']
     """
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
+    def __init__(self, entries: Optional[Iterable[str]] = ()) -> None:
+        if entries is None:
+            entries = ()
         if isinstance(entries, str):  # a lone string would be iterated character by character
             entries = [entries]
         self.entries = list(dict.fromkeys(entries))
+        wrong = [e for e in self.entries if not isinstance(e, str)]
+        if wrong:
+            raise TypeError(
+                f"no-weight-decay entries must be strings (parameter names, module names or glob patterns), "
+                f"got {wrong[0]!r} ({type(wrong[0]).__name__})"
+            )
         self._exact = {e for e in self.entries if not _GLOB_CHARS & set(e)}
         self._globs = [e for e in self.entries if _GLOB_CHARS & set(e)]
         self._used: set[str] = set()
@@ -92,9 +102,21 @@ def no_weight_decay_list(model: object) -> list[str]:
     return [names] if isinstance(names, str) else list(names or ())
 
 
-def is_no_decay_shape(name: str, ndim: int) -> bool:
-    """Biases and parameters with at most one dimension are never weight-decayed."""
-    return ndim <= 1 or name.endswith(".bias")
+def is_no_decay_shape(name: str, shape: Sequence[int]) -> bool:
+    """Biases, parameters with at most one dimension, and norm parameters named ``gamma`` or
+    ``beta`` whose every dimension but one is 1 are never weight-decayed.
+
+    Example:
+        >>> is_no_decay_shape("blocks.0.grn.gamma", (1, 1, 1, 96)), is_no_decay_shape("fc.weight", (1, 96))
+        (True, False)
+    """
+    if len(shape) <= 1 or name.endswith(".bias"):
+        return True
+    return name.rpartition(".")[2] in _BROADCAST_VECTOR_NAMES and sum(size != 1 for size in shape) <= 1
+
+
+#: Names under which models store per-channel norm parameters with broadcast dimensions.
+_BROADCAST_VECTOR_NAMES = frozenset({"gamma", "beta"})
 
 
 def _name_and_parents(name: str) -> Iterable[str]:

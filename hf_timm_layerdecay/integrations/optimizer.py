@@ -51,7 +51,10 @@ def create_optimizer(
             it; everything else goes to the optimizer (``betas``, ``momentum``, ``fused``, ...).
 
     The optimizer refuses to ``load_state_dict`` a checkpoint whose groups differ from its own
-    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs.
+    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs. A
+    model on the meta device is refused: materialising it (``to_empty``, loading weights)
+    replaces its parameters, and an optimizer built before would hold the old ones and train
+    nothing (``auto_layer_decay`` works on such a model, to inspect it).
 
     Example:
         >>> import torch
@@ -63,9 +66,20 @@ def create_optimizer(
     build = resolve_optimizer(opt)
     group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
     groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)
+    _refuse_meta_tensors(groups)
     optimizer = guard_resume(build(groups, lr=lr, weight_decay=weight_decay, **kwargs))
     logger.info("created %s with %d parameter groups", type(optimizer).__name__, len(optimizer.param_groups))
     return optimizer
+
+
+def _refuse_meta_tensors(groups: list[dict]) -> None:
+    meta = next((name for g in groups for name, p in zip(g["param_names"], g["params"]) if p.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"parameter {meta!r} is on the meta device: model.to_empty() or loading the weights replaces the "
+            "parameters, and an optimizer built now would keep the placeholders and train nothing. Create the "
+            "optimizer after the model is materialised (auto_layer_decay works on meta models, to inspect them)"
+        )
 
 
 def resolve_optimizer(opt: OptimizerSpec) -> Callable[..., torch.optim.Optimizer]:

@@ -117,9 +117,6 @@ def timm_model_map(model: nn.Module, granularity: str = "block") -> LayerMap:
     """Layer ids for a timm model (see the module docstring for the rules)."""
     found = feature_extractor_map(model, granularity) if is_feature_extractor(model) else model_map(model, granularity)
     if len(set(found.ids.values())) < 2 and len(found.ids) > 1:
-        logger.warning(
-            "%s: all %d parameters (%s) got one layer id; layer-wise decay has no effect. "
-            "Pass a strategy rule (a callable or {regex: id}) to number them.",
-            type(model).__name__, len(found.ids), summarize(list(found.ids)),
-        )
+        note = f"{type(model).__name__}: timm's grouping puts all {len(found.ids)} parameters ({summarize(list(found.ids))}) in one layer"
+        found = LayerMap(found.ids, found.num_layers, (*found.notes, note))
     return found
