@@ -93,6 +93,8 @@ CASES = [
          result("every group has momentum 0.9, lrs 0.25 / 0.5 / 1.0", optimizer_is("SGD", momentum=0.9))),
     Case("kw-lookahead-momentum", '`"lookahead_sgd"` with `momentum=0.9`', lambda: C("lookahead_sgd", momentum=0.9),
          result("timm's factory gets it: momentum 0.9 in every group", optimizer_is("Lookahead", momentum=0.9))),
+    Case("kw-timm-unknown", '`"lion"` (timm\'s) with `bogus=1`', lambda: C("lion", bogus=1),
+         error(TypeError, "Lion.__init__() got an unexpected keyword argument 'bogus'")),
     Case("kw-eps-negative", '`"adamw"` with `eps=-1`', lambda: C("adamw", eps=-1), error(ValueError, "Invalid epsilon value: -1")),
     Case("kw-min-scale", "`min_scale=0.3` (an `auto_layer_decay` option)", lambda: C("sgd", min_scale=0.3),
          result("goes to the groups: lrs 0.3 / 0.5 / 1.0", optimizer_is("SGD", lrs=(0.3, 0.3, 0.5, 0.5, 1.0, 1.0)))),
