@@ -77,7 +77,8 @@ def markdown() -> str:
         lines.append("| case | input | what happens |")
         lines.append("| --- | --- | --- |")
         for case in cases:
-            lines.append(f"| `{case.id}` | {_cell(case.input)} | {_cell(case.expect.describe())} |")
+            needs = f" (needs `{case.needs}`)" if getattr(case, "needs", "") else ""
+            lines.append(f"| `{case.id}` | {_cell(case.input)}{needs} | {_cell(case.expect.describe())} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -7,7 +7,8 @@ the test and the docs page (``docs/bad_inputs.md``, made by ``scripts/bad_inputs
          lambda: auto_layer_decay(mlp(), lr=0),
          error(ValueError, "lr must be a finite number > 0"))
 
-``call`` takes no argument (use :func:`workdir` for a temporary folder). The outcome is one of
+``call`` takes no argument (use :func:`workdir` for a temporary folder); ``needs`` names an
+optional package the case is skipped without. The outcome is one of
 
 * :func:`error` ``(ExceptionType, *words)``: the call raises exactly that type (not a subclass)
   and every word appears in the message;
@@ -118,6 +119,7 @@ class Case:
     input: str
     call: Callable[[], Any] = field(repr=False)
     expect: Outcome
+    needs: str = ""  #: an optional package the case needs (skipped without it), e.g. "matplotlib"
 
 
 def _quoted(words: Sequence[str]) -> str:
@@ -129,6 +131,8 @@ def _quoted(words: Sequence[str]) -> str:
 
 def run_case(case: Case) -> None:
     """Call ``case.call`` and assert its outcome (see the module docstring)."""
+    if case.needs:
+        pytest.importorskip(case.needs)
     expect = case.expect
     if isinstance(expect, Error):
         with warnings.catch_warnings():

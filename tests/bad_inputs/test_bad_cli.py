@@ -111,7 +111,7 @@ CASES = [
          lambda: cli("inspect", VIT, "--layer-decay", "0.5", "--normalize-depth", "2", "--json"),
          exits(0, says="the stem's lr is 1e-3 x 0.5^2", check=json_groups(_vit_lrs(0.5, depth=2)))),
     Case("cli-plot-format", f"`inspect {VIT} --plot out.xyz` (a format matplotlib lacks)", lambda: cli("inspect", VIT, "--plot", _in() + "/out.xyz"),
-         exits(2, "error: Format 'xyz' is not supported", says="the table is printed first")),
+         exits(2, "error: Format 'xyz' is not supported", says="the table is printed first"), needs="matplotlib"),
 ]
 
 
