@@ -221,8 +221,9 @@ def quiet(call: Callable[[], Any]) -> Any:
 
 def mlp() -> nn.Sequential:
     """Three Linear layers with ReLUs between them: ids 0 (``0.*``), 1 (``2.*``), 2 (``4.*``)."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the other tests' random state
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
 
 
 def frozen(model: nn.Module, *indices: int) -> nn.Module:
@@ -245,12 +246,13 @@ def tiny_bert():
     """A 2-block BERT classifier: ids 0 (embeddings), 1-2 (blocks), 3 (pooler, classifier)."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    torch.manual_seed(0)
     config = BertConfig(
         vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
         max_position_embeddings=32, num_labels=2,
     )
-    return BertForSequenceClassification(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return BertForSequenceClassification(config)
 
 
 # --- checks ---------------------------------------------------------------------------------------

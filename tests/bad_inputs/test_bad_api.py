@@ -18,7 +18,6 @@ def A(model=None, **kwargs):
 
 
 def _shared_module() -> nn.Sequential:
-    torch.manual_seed(0)
     shared = nn.Linear(4, 4)
     return nn.Sequential(nn.Linear(4, 4), shared, shared, nn.Linear(4, 2))
 

@@ -22,11 +22,12 @@ def L(strategy):
 def _tiny_clip():
     from transformers import CLIPConfig, CLIPModel
 
-    torch.manual_seed(0)
     text = dict(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                 max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     vision = dict(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
-    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8))
 
 
 def _vit_ids(ids):
