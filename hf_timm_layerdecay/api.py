@@ -12,10 +12,10 @@ from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
-from .core.checks import check_number
+from .core.checks import check_flag, check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
-from .core.scales import LayerDecay, LayerDecayWarning, as_number, is_decay_off, layer_scales
+from .core.scales import LayerDecay, LayerDecayWarning, as_number, check_decay_options, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
 from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
 
@@ -63,15 +63,24 @@ def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap
     return _layer_map(view(model), strategy)
 
 
-def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
-    canonical_names = list(seen.canonical_of.values())
+def check_strategy(strategy: object) -> Strategy:
+    """``strategy`` with a name resolved to its :class:`AutoStrategy`; an error for anything that
+    is no strategy (checked even where no map is needed, as with ``layer_decay=None``)."""
     if isinstance(strategy, str):
         if strategy not in NAMED_STRATEGIES:
             raise ValueError(
                 f"unknown strategy {strategy!r}; use one of {list(NAMED_STRATEGIES)}, an AutoStrategy, "
                 "a callable or a mapping"
             )
-        strategy = NAMED_STRATEGIES[strategy]
+        return NAMED_STRATEGIES[strategy]
+    if not isinstance(strategy, (AutoStrategy, Mapping)) and not callable(strategy):
+        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
+    return strategy
+
+
+def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
+    canonical_names = list(seen.canonical_of.values())
+    strategy = check_strategy(strategy)
     if isinstance(strategy, AutoStrategy):
         layer_map = infer_layer_map(seen.inner, strategy)
         if seen.renamed:
@@ -80,10 +89,8 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
             )
     elif callable(strategy):
         layer_map = layer_map_from_rule(canonical_names, strategy)
-    elif isinstance(strategy, Mapping):
-        layer_map = layer_map_from_patterns(canonical_names, strategy)
     else:
-        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
+        layer_map = layer_map_from_patterns(canonical_names, strategy)
     missing = set(canonical_names) - layer_map.ids.keys()
     if missing:
         missing_in_order = [c for c in canonical_names if c in missing]
@@ -157,7 +164,13 @@ def auto_layer_decay(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_number("lr", lr, allow_none=True, positive=True)
     check_number("weight_decay", weight_decay)
+    check_flag("model_no_weight_decay", model_no_weight_decay)
+    check_flag("allow_decay_above_one", allow_decay_above_one)
     lr, weight_decay, layer_decay = as_number(lr), as_number(weight_decay), as_number(layer_decay)
+    # checked whether or not the decay is on: options given are options meant
+    check_decay_options(layer_decay, min_scale=min_scale, normalize_depth=normalize_depth,
+                        allow_decay_above_one=allow_decay_above_one)
+    strategy = check_strategy(strategy)
     named = walk(model).named
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
@@ -200,7 +213,7 @@ def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: objec
 
 
 def _no_decay_names(
-    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, warn_unused: bool = True
+    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, expected_unused: Iterable[str] = ()
 ) -> set[str]:
     """Names of the parameters that get no weight decay: biases, tensors with at most one
     dimension, ``extra`` (matched on reported and canonical names) and, if asked, the names
@@ -218,11 +231,11 @@ def _no_decay_names(
     names = user.matching(reported) if seen.renamed else set()
     names.update(name for name in reported if is_no_decay_shape(name, seen.shape_of[name]))
     names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
-    if user.unused:
-        if warn_unused:
-            warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=4)
-        else:
-            logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
+    unexpected = [entry for entry in user.unused if entry not in set(expected_unused)]
+    if unexpected:
+        warnings.warn(f"no_weight_decay entries match no parameter: {unexpected}", UserWarning, stacklevel=4)
+    if len(unexpected) < len(user.unused):
+        logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
     if listed.unused:
         logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
     return names

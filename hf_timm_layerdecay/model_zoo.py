@@ -60,7 +60,7 @@ def build_model(name: str, task: Optional[str] = None, device: str = "meta") -> 
     if name in CONFIG_MAPPING_NAMES:
         return _from_config(AutoConfig.for_model(name), task, device)
     candidates = list(timm.list_models()) + list(CONFIG_MAPPING_NAMES)
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    close = difflib.get_close_matches(name.lower(), candidates, n=5, cutoff=0.6)  # every name is lower case
     hint = f" Close matches: {', '.join(close)}." if close else ""
     model_type = _model_type_in(name, CONFIG_MAPPING_NAMES)
     if model_type is not None:

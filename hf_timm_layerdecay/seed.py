@@ -30,6 +30,7 @@ from .api import _layer_map, _no_decay_names, warn_decay_effect
 from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, check_layer_id
+from .core.weight_decay import no_weight_decay_list
 from .core.scales import LayerDecayError, check_scale
 from .rules.convnext import get_num_layer_for_convnext, is_convnext_name
 
@@ -50,7 +51,8 @@ def get_parameter_groups(
         model: the model; frozen parameters are skipped.
         weight_decay: weight decay of the decayed groups.
         skip_list: names without weight decay (e.g. ``model.no_weight_decay()``), besides
-            biases and parameters with at most one dimension.
+            biases and parameters with at most one dimension. An entry that matches no
+            parameter is warned about, unless the model's own ``no_weight_decay()`` lists it.
         get_num_layer: ``name -> layer id``; without it there are just two groups,
             ``decay`` and ``no_decay``.
         get_layer_scale: ``layer id -> lr scale``, usually ``LayerDecayValueAssigner.get_scale``.
@@ -67,11 +69,16 @@ def get_parameter_groups(
     """
     if get_layer_scale is not None and get_num_layer is None:
         raise ValueError("get_layer_scale needs get_num_layer: a scale is looked up by layer id")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_number("weight_decay", weight_decay)
     check_number("lr", lr, allow_none=True, positive=True)
     named = walk(model).named
     seen = view(model)
-    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, warn_unused=False)
+    # skip_list is usually the model's own no_weight_decay(), whose names often match nothing
+    # (301 timm models): only the other entries, typed by the user, are worth a warning
+    listed = no_weight_decay_list(seen.inner)
+    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, expected_unused=listed)
     layer_of = None
     if get_num_layer is not None:
         layer_map = _layer_map(seen, get_num_layer)

@@ -37,6 +37,9 @@ from .walk import walk
 
 logger = logging.getLogger(__name__)
 
+#: The AutoStrategy options this adapter reads besides granularity.
+OPTIONS = frozenset({"encoder_decoder", "tower", "tied_head"})
+
 
 def applies(model: nn.Module) -> bool:
     """Whether ``model`` is a transformers model, or a PEFT model around one."""

@@ -29,3 +29,10 @@ def check_number(what: str, value: object, *, allow_none: bool = False, positive
     if not ok or value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"
         raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")
+
+
+def check_flag(what: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is a bool: ``"no"`` or ``"False"`` are truthy strings,
+    and taking them for True would turn on what the user meant to turn off."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {value!r} ({type(value).__name__})")

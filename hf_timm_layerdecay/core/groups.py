@@ -217,6 +217,8 @@ def param_group_coverage(groups: Any, model: Any, *, named: Optional[list] = Non
     ``model.named_parameters()`` (``named``: that list, when the caller has it already)."""
     groups = as_group_list(groups)
     if named is None:
+        if not callable(getattr(model, "named_parameters", None)):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         named = list(model.named_parameters())
     grouped = [param for group in groups for param in group["params"]]
     trainable = {id(param) for _, param in named if param.requires_grad}

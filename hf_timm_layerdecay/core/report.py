@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
 
+from .checks import check_number
 from .groups import Coverage, as_group_list, param_group_coverage
 
 
@@ -55,7 +56,10 @@ class LayerDecayReport:
         return {"groups": [asdict(row) for row in self.rows], "coverage": coverage, "notes": list(self.notes)}
 
     def table(self, max_names: int = 3) -> str:
-        """A fixed-width table, one line per group, with the first ``max_names`` names."""
+        """A fixed-width table, one line per group, with the first ``max_names`` names (0: only
+        how many)."""
+        if isinstance(max_names, bool) or not isinstance(max_names, int) or max_names < 0:
+            raise ValueError(f"max_names must be an int >= 0, got {max_names!r}")
         header = ("group", "layer", "scale", "lr", "wd", "tensors", "elements", "parameters")
         lines = [
             (
@@ -121,6 +125,10 @@ def layer_decay_report(
         True
     """
     groups = as_group_list(groups)
+    check_number("lr", lr, allow_none=True, positive=True)
+    if model is not None and not callable(getattr(model, "named_parameters", None)):
+        raise TypeError(f"model must be a torch.nn.Module (or None), got {type(model).__name__}")
+    notes = [notes] if isinstance(notes, str) else list(notes)
     names_of = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
     rows = []
     for index, group in enumerate(groups):

@@ -103,7 +103,7 @@ def layer_scales(
     if _is_number(layer_decay):
         raw = _geometric(num_layers, float(layer_decay), allow_decay_above_one, normalize_depth)
     elif callable(layer_decay):
-        raw = [check_scale(layer_decay(i), f"layer_decay({i})") for i in range(num_layers)]
+        raw = [check_scale(_call(layer_decay, i), f"layer_decay({i})") for i in range(num_layers)]
     elif isinstance(layer_decay, Mapping):
         raise LayerDecayError(
             f"layer_decay is a mapping ({type(layer_decay).__name__} with keys {list(layer_decay)[:5]}); give a float, "
@@ -141,7 +141,11 @@ def check_decay_options(
     if is_decay_off(layer_decay):
         layer_decay = 1.0
     size = 2
-    if not _is_number(layer_decay) and not callable(layer_decay) and hasattr(layer_decay, "__len__"):
+    if callable(layer_decay) and not _is_number(layer_decay):
+        size, layer_decay = 1, _unit  # the user's function is asked for the model's ids only
+    elif not _is_number(layer_decay) and isinstance(layer_decay, Iterable):
+        if not hasattr(layer_decay, "__len__"):
+            return  # an iterator is read once, with the model's frame
         size = max(len(layer_decay), 1)  # a sequence's length is checked against the model's ids later
     layer_scales(size, layer_decay, min_scale=min_scale, normalize_depth=normalize_depth,
                  allow_decay_above_one=allow_decay_above_one)
@@ -175,6 +179,17 @@ def _from_values(num_layers: int, values: list) -> list[float]:
                f"not the {values[-1]!r} written last: pass layer_decay[:{num_layers}] or the values for this model")
         )
     return [check_scale(values[i], f"layer_decay[{i}]") for i in range(num_layers)]
+
+
+def _unit(layer_id: int) -> float:
+    return 1.0
+
+
+def _call(layer_decay: Callable[[int], float], layer_id: int) -> object:
+    try:
+        return layer_decay(layer_id)
+    except Exception as exc:  # the user's function failed: say for which layer, keep the cause
+        raise LayerDecayError(f"layer_decay({layer_id}) raised {type(exc).__name__}: {exc}") from exc
 
 
 def check_scale(value: object, what: str) -> float:

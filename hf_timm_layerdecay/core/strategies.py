@@ -67,7 +67,8 @@ def layer_map_from_patterns(names: Iterable[str], patterns: PatternRule) -> Laye
             f"{len(unmatched)} parameter(s) match none of the layer patterns {list(patterns)}: {shown}. "
             f"Add a pattern for them, e.g. {{r'.*': 'last'}} as the final entry to send the rest to the head."
         )
-    unused = [pattern for index, pattern in enumerate(patterns) if index not in used]
+    # an unused catch-all for the head is harmless: the patterns before it numbered everything
+    unused = [p for i, (p, (_, value)) in enumerate(zip(patterns, compiled)) if i not in used and value != LAST]
     if unused:
         warnings.warn(
             f"layer patterns that match no parameter: {unused}. Patterns are tried with re.match, which anchors at "

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..api import auto_layer_decay
+from ..core.checks import check_number
 from ..core.scales import LayerDecay
 from .resume import guard_resume
 
@@ -63,6 +64,7 @@ def create_optimizer(
         >>> [(g["name"], g["lr"]) for g in optimizer.param_groups]
         [('layer_0_decay', 0.05), ('layer_0_no_decay', 0.05), ('layer_1_decay', 0.1), ('layer_1_no_decay', 0.1)]
     """
+    check_number("lr", lr, positive=True)  # the optimizer's default lr too: None is no choice here
     build = resolve_optimizer(opt)
     group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
     groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)

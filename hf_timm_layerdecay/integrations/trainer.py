@@ -166,11 +166,13 @@ class LayerDecayTrainer(Trainer):
         optimizer makes its own groups (GaLore, LOMO, Muon ...)."""
         if self.optimizer_cls_and_kwargs is not None:
             optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+            chosen = f"optimizer_cls_and_kwargs=({getattr(optimizer_cls, '__name__', optimizer_cls)}, ...)"
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            chosen = f"optim={self.args.optim!r}"
         if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _OWN_GROUPS):
             raise ValueError(
-                f"optim={self.args.optim!r} builds its own parameter groups, so layer decay cannot be applied; "
+                f"{chosen} builds its own parameter groups, so layer decay cannot be applied; "
                 "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
                 "or set layer_decay=None"
             )

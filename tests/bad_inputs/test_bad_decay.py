@@ -61,9 +61,9 @@ CASES = [
          result("28 groups; stem lr 1e-3 x 0.65^13, head 1e-3; `cls_token`, `pos_embed` not decayed", _vit_stem_and_head)),
     # --- a sequence
     Case("seq-short", "`layer_decay=[1.0, 0.5]` for 3 layers", lambda: A(layer_decay=[1.0, 0.5]),
-         error(LayerDecayError, "layer_decay has 2 values but the model has 3 layers", "give one scale per layer id")),
+         error(LayerDecayError, "layer_decay has 2 values but the model has 3 layer ids", "give exactly one scale per layer id")),
     Case("seq-short-vit", "12 values for ViT-Tiny's 14 ids", lambda: auto_layer_decay(vit_meta(), lr=1, layer_decay=[1.0] * 12),
-         error(LayerDecayError, "has 12 values but the model has 14 layers", "ids 0..13")),
+         error(LayerDecayError, "has 12 values but the model has 14 layer ids", "(0..13)")),
     Case("seq-exact", "`layer_decay=[0.25, 0.5, 1.0]`", lambda: A(layer_decay=[0.25, 0.5, 1.0]),
          result("scale i = values[i]: lrs 0.25 / 0.5 / 1.0", mlp_groups())),
     Case("seq-numpy", "`layer_decay=np.array([0.25, 0.5, 1.0])`", lambda: A(layer_decay=np.array([0.25, 0.5, 1.0])),

@@ -126,7 +126,7 @@ CASES = [
     Case("convnext-downsample-4", '`"downsample_layers.4.1.weight"`', lambda: get_num_layer_for_convnext("downsample_layers.4.1.weight"),
          error(LayerIdError, "ConvNeXt has stages 0-3, got stage 4")),
     Case("convnext-deep-stage-2", '`"stages.2.27.dwconv.weight"` (a 28th block)', lambda: get_num_layer_for_convnext("stages.2.27.dwconv.weight"),
-         error(LayerIdError, "the ConvNeXt rule covers stage-2 depths up to 27 blocks")),
+         error(LayerIdError, "stage-2 block 27 needs num_max_layer >= 13", "convnext_num_max_layer")),
     Case("convnext-index-word", '`"downsample_layers.x.weight"`', lambda: get_num_layer_for_convnext("downsample_layers.x.weight"),
          error(LayerIdError, "cannot read an index from 'downsample_layers.x.weight' at position 1")),
     Case("convnext-no-block-index", '`"stages.0"`', lambda: get_num_layer_for_convnext("stages.0"),

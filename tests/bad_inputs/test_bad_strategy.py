@@ -103,7 +103,8 @@ CASES = [
     Case("auto-stage-flat", '`AutoStrategy(granularity="stage")` on a model without stages (MLP)',
          lambda: L(AutoStrategy(granularity="stage")), result("same ids as block granularity: 0 / 1 / 2", equals(MLP_IDS))),
     Case("auto-parallel-plain", '`AutoStrategy(encoder_decoder="parallel")` on a model without a decoder',
-         lambda: L(AutoStrategy(encoder_decoder="parallel")), result("no effect: ids 0 / 1 / 2", equals(MLP_IDS))),
+         lambda: L(AutoStrategy(encoder_decoder="parallel")),
+         error(ValueError, "AutoStrategy(encoder_decoder='parallel') has no effect on Sequential", "Leave them at their defaults")),
     # --- a callable rule
     Case("rule-negative", "`strategy=lambda name: -1`", lambda: L(lambda name: -1),
          error(LayerIdError, "layer id for parameter '0.weight'", _NEGATIVE)),

@@ -81,15 +81,14 @@ def lrs_by_layer(expected, wd=0.01, cls_name=None, **hyper):
     return check
 
 
-_IN_RANGE = "layer_decay must be in (0, 1]"
 
 CASES = [
     # --- LayerDecayTrainingArguments in Python
-    Case("args-decay-zero", "`LayerDecayTrainingArguments(layer_decay=0)`", lambda: LA(layer_decay=0), error(ValueError, _IN_RANGE, "got 0")),
-    Case("args-decay-above-one", "`LayerDecayTrainingArguments(layer_decay=1.5)`", lambda: LA(layer_decay=1.5), error(ValueError, _IN_RANGE, "got 1.5")),
-    Case("args-decay-negative", "`LayerDecayTrainingArguments(layer_decay=-0.5)`", lambda: LA(layer_decay=-0.5), error(ValueError, _IN_RANGE)),
+    Case("args-decay-zero", "`LayerDecayTrainingArguments(layer_decay=0)`", lambda: LA(layer_decay=0), error(LayerDecayError, "layer_decay must be > 0", "got 0")),
+    Case("args-decay-above-one", "`LayerDecayTrainingArguments(layer_decay=1.5)`", lambda: LA(layer_decay=1.5), error(LayerDecayError, "layer_decay=1.5 is above 1", "allow_decay_above_one=True")),
+    Case("args-decay-negative", "`LayerDecayTrainingArguments(layer_decay=-0.5)`", lambda: LA(layer_decay=-0.5), error(LayerDecayError, "layer_decay must be > 0", "got -0.5")),
     Case("args-decay-nan", "`LayerDecayTrainingArguments(layer_decay=float('nan'))`", lambda: LA(layer_decay=float("nan")),
-         error(ValueError, _IN_RANGE, "got nan")),
+         error(LayerDecayError, "layer_decay must be > 0", "got nan")),
     Case("args-granularity", '`LayerDecayTrainingArguments(layer_decay_granularity="blocks")`',
          lambda: LA(layer_decay_granularity="blocks"), error(ValueError, "AutoStrategy.granularity must be one of ('block', 'stage')")),
     Case("args-decay-one", "`LayerDecayTrainingArguments(layer_decay=1.0)`", lambda: LA(layer_decay=1.0).layer_decay, result("accepted: 1.0", equals(1.0))),
@@ -102,8 +101,8 @@ CASES = [
          error(SystemExit, "exit 2", "argument --layer_decay/--layer-decay: invalid float value: 'abc'")),
     Case("parse-min-scale-word", "`--layer_decay_min_scale abc`", lambda: parse("--layer_decay_min_scale", "abc"),
          error(SystemExit, "exit 2", "invalid float value: 'abc'")),
-    Case("parse-decay-zero", "`--layer_decay 0`", lambda: parse("--layer_decay", "0"), error(ValueError, _IN_RANGE, "got 0.0")),
-    Case("parse-decay-above-one", "`--layer_decay 1.5`", lambda: parse("--layer_decay", "1.5"), error(ValueError, _IN_RANGE, "got 1.5")),
+    Case("parse-decay-zero", "`--layer_decay 0`", lambda: parse("--layer_decay", "0"), error(LayerDecayError, "layer_decay must be > 0", "got 0.0")),
+    Case("parse-decay-above-one", "`--layer_decay 1.5`", lambda: parse("--layer_decay", "1.5"), error(LayerDecayError, "layer_decay=1.5 is above 1", "allow_decay_above_one=True")),
     Case("parse-misspelled", "`--layer_decy 0.8` (misspelled option)", lambda: parse("--layer_decy", "0.8"),
          error(ValueError, "Some specified arguments are not used by the HfArgumentParser: ['--layer_decy', '0.8']")),
     Case("parse-all", "`--layer_decay 0.8 --layer_decay_granularity stage --no_weight_decay_names a b --layer_decay_normalize_depth 2 --log_lr_per_layer`",
