@@ -231,7 +231,8 @@ def _no_decay_names(
     names = user.matching(reported) if seen.renamed else set()
     names.update(name for name in reported if is_no_decay_shape(name, seen.shape_of[name]))
     names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
-    unexpected = [entry for entry in user.unused if entry not in set(expected_unused)]
+    expected = set(expected_unused)
+    unexpected = [entry for entry in user.unused if entry not in expected]
     if unexpected:
         warnings.warn(f"no_weight_decay entries match no parameter: {unexpected}", UserWarning, stacklevel=4)
     if len(unexpected) < len(user.unused):

@@ -28,8 +28,8 @@ repeated blocks from the module hierarchy alone and numbers them:
 
 The frame always has ``N + 2`` ids, with or without stem and head parameters, so a model built
 without a classifier keeps the scales it has with one. A model without any stack (a plain MLP)
-gets one id per parameter-owning module, in the order they run. A module used under several paths (weight
-sharing) has one id, and the map says so in its notes.
+gets one id per parameter-owning module, in the order they run. A module used under several
+paths (weight sharing) has one id, and the map says so in its notes.
 """
 
 from __future__ import annotations
