@@ -2,9 +2,11 @@
 
 The rule of BEiT, MAE, timm and the original post: biases, every parameter with at most one
 dimension (norm weights, layer-scale gammas, scalar temperatures) and an explicit list of
-names (position embeddings, class tokens) are not decayed. ConvNeXt-V2's recipe adds norm
-parameters named ``gamma`` / ``beta`` stored with broadcast dimensions (its GRN keeps them as
-``(1, 1, 1, C)``): they are vectors too.
+names (position embeddings, class tokens) are not decayed. ConvNeXt-V2's recipe adds, by name,
+the ``gamma`` / ``beta`` of its global response norm (``grn``), which it stores 4-D as
+``(1, 1, 1, C)``. Other models that store a per-channel scale with broadcast dimensions (FastViT's
+and SwiftFormer's layer scales, ResMLP's affine) were trained by their authors with weight decay
+on it, through timm's 1-D rule, and keep it.
 """
 
 from __future__ import annotations
@@ -103,20 +105,17 @@ def no_weight_decay_list(model: object) -> list[str]:
 
 
 def is_no_decay_shape(name: str, shape: Sequence[int]) -> bool:
-    """Biases, parameters with at most one dimension, and norm parameters named ``gamma`` or
-    ``beta`` whose every dimension but one is 1 are never weight-decayed.
+    """Biases, parameters with at most one dimension, and the ``gamma`` / ``beta`` of a global
+    response norm (``grn``) stored with broadcast dimensions are never weight-decayed.
 
     Example:
-        >>> is_no_decay_shape("blocks.0.grn.gamma", (1, 1, 1, 96)), is_no_decay_shape("fc.weight", (1, 96))
+        >>> is_no_decay_shape("stages.0.1.grn.gamma", (1, 1, 1, 96)), is_no_decay_shape("fc.weight", (1, 96))
         (True, False)
     """
     if len(shape) <= 1 or name.endswith(".bias"):
         return True
-    return name.rpartition(".")[2] in _BROADCAST_VECTOR_NAMES and sum(size != 1 for size in shape) <= 1
-
-
-#: Names under which models store per-channel norm parameters with broadcast dimensions.
-_BROADCAST_VECTOR_NAMES = frozenset({"gamma", "beta"})
+    owner, _, leaf = name.rpartition(".")
+    return leaf in ("gamma", "beta") and owner.rpartition(".")[2] == "grn" and sum(size != 1 for size in shape) <= 1
 
 
 def _name_and_parents(name: str) -> Iterable[str]:

@@ -181,7 +181,7 @@ CASES = [
     # --- weight decay
     Case("grn-gamma-beta", "ConvNeXt-V2's GRN `gamma` / `beta`, stored `(1, 1, 1, C)`",
          lambda: auto_layer_decay(_grn_model(), lr=1.0, layer_decay=0.5),
-         result("not weight-decayed (like every per-channel vector); the matrices are", _grn_not_decayed)),
+         result("not weight-decayed, as in ConvNeXt-V2's recipe; the matrices are", _grn_not_decayed)),
     Case("nwd-none", "`no_weight_decay=None`", lambda: A(lr=1.0, layer_decay=0.5, no_weight_decay=None),
          result("no extra names", mlp_groups())),
     Case("nwd-int-entry", "`no_weight_decay=[0]`", lambda: A(lr=1.0, no_weight_decay=[0]),
