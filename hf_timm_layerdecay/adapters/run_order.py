@@ -14,7 +14,7 @@ import ast
 import functools
 import inspect
 import textwrap
-from typing import Optional
+from typing import Iterable, Optional
 
 from torch import nn
 
@@ -75,6 +75,14 @@ def run_order(model: nn.Module, *, own_first: bool = False) -> list[str]:
 
     visit(model, "")
     return names
+
+
+def reported_run_order(model: nn.Module, reported: Iterable[str]) -> list[str]:
+    """The names ``named_parameters()`` reports (``reported``), in the order they run, a module's
+    own parameters before its children (``run_order(own_first=True)`` without the other aliases
+    of shared parameters): the order the structural map and the timm wrapper rule number by."""
+    keep = set(reported)
+    return [name for name in run_order(model, own_first=True) if name in keep]
 
 
 def _forward_sorted(

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from .paths import interleave, shared_depth
-from .run_order import CONTAINERS, first_positions, reads_forward, run_order
+from .run_order import CONTAINERS, first_positions, reads_forward, reported_run_order
 from .walk import walk
 
 #: A block whose inner blocks hold at least this share of its elements is split into them.
@@ -288,9 +288,7 @@ class ModuleTree:
         (:func:`.run_order.run_order`: children in the order ``forward`` calls them, a module's own
         parameters before its children), with the items of index-aligned lists interleaved
         (``a.0``, ``b.0``, ``a.1``, ``b.1``, ...)."""
-        reported = set(self.names)
-        order = run_order(self.model, own_first=True)
-        return interleave([name for name in order if name in reported], self.interleaved)
+        return interleave(reported_run_order(self.model, self.names), self.interleaved)
 
     def unread_notes(self) -> list[str]:
         """A note per class whose ``forward`` source could not be read although the order of its

@@ -6,7 +6,7 @@ from torch import nn
 
 from ...core.layer_map import LayerMap
 from ...core.weight_decay import NameMatcher, no_weight_decay_list
-from ..run_order import reads_forward, run_order
+from ..run_order import reads_forward, reported_run_order
 from ..walk import walk
 from .identify import summarize
 from .naming import is_position_or_token
@@ -23,7 +23,7 @@ def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: La
     params = dict(named)
     holders = [m for p, m in walk(model).modules.items() if p == "" or path.startswith(p + ".")]
     readable = all(reads_forward(m) for m in holders)
-    order = _wrapper_order([n for n in run_order(model, own_first=True) if n in params] if readable else list(params))
+    order = _wrapper_order(reported_run_order(model, params) if readable else list(params))
     ids: dict[str, int] = {}
     before: list[str] = []
     after: list[str] = []
@@ -56,7 +56,8 @@ def _wrapper_order(names: list[str]) -> list[str]:
     """``names`` with the parameters of the wrapper itself moved last: they act on the output (a
     learned temperature or scale), unless they are position tables or tokens."""
     own = [name for name in names if "." not in name and not is_position_or_token(name)]
-    return [name for name in names if name not in own] + own
+    moved = set(own)
+    return [name for name in names if name not in moved] + own
 
 
 def listed_no_weight_decay(path: str, backbone: nn.Module) -> set[str]:
