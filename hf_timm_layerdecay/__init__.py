@@ -14,48 +14,60 @@ parameter a layer id (0 = stem/embeddings, max = head), a decay turns ids into l
 groups carry the real per-group ``lr`` so that every scheduler keeps the decay.
 """
 
+import importlib
 import logging
-
-from .adapters.options import AutoStrategy
-from .api import auto_layer_decay, layer_ids
-from .core.groups import ParamGroupError, check_param_groups
-from .core.layer_map import LayerIdError
-from .core.report import LayerDecayReport, layer_decay_report
-from .core.scales import LayerDecayError
-from .integrations.optimizer import create_optimizer
-from .rules import get_num_layer_for_convnext, get_num_layer_for_vit
-from .seed import LayerDecayValueAssigner, get_parameter_groups
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "auto_layer_decay",
-    "layer_ids",
-    "AutoStrategy",
-    "create_optimizer",
-    "layer_decay_report",
-    "LayerDecayReport",
-    "check_param_groups",
-    "get_parameter_groups",
-    "LayerDecayValueAssigner",
-    "get_num_layer_for_vit",
-    "get_num_layer_for_convnext",
-    "LayerIdError",
-    "LayerDecayError",
-    "ParamGroupError",
-    "LayerDecayTrainer",
-    "LayerDecayTrainingArguments",
-]
+#: Public name -> the module that defines it. Loaded on first use (PEP 562): importing the
+#: package costs nothing, so the command line answers `--help` without importing torch.
+_EXPORTS = {
+    "auto_layer_decay": ".api",
+    "layer_ids": ".api",
+    "AutoStrategy": ".adapters.options",
+    "create_optimizer": ".integrations.optimizer",
+    "layer_decay_report": ".core.report",
+    "LayerDecayReport": ".core.report",
+    "check_param_groups": ".core.groups",
+    "get_parameter_groups": ".seed",
+    "LayerDecayValueAssigner": ".seed",
+    "get_num_layer_for_vit": ".rules",
+    "get_num_layer_for_convnext": ".rules",
+    "LayerIdError": ".core.layer_map",
+    "LayerDecayError": ".core.scales",
+    "LayerDecayWarning": ".core.scales",
+    "ParamGroupError": ".core.groups",
+    "LayerDecayTrainer": ".integrations.trainer",
+    "LayerDecayTrainingArguments": ".integrations.trainer",
+}
 
-_TRAINER_NAMES = ("LayerDecayTrainer", "LayerDecayTrainingArguments")
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from .adapters.options import AutoStrategy
+    from .api import auto_layer_decay, layer_ids
+    from .core.groups import ParamGroupError, check_param_groups
+    from .core.layer_map import LayerIdError
+    from .core.report import LayerDecayReport, layer_decay_report
+    from .core.scales import LayerDecayError, LayerDecayWarning
+    from .integrations.optimizer import create_optimizer
+    from .integrations.trainer import LayerDecayTrainer, LayerDecayTrainingArguments
+    from .rules import get_num_layer_for_convnext, get_num_layer_for_vit
+    from .seed import LayerDecayValueAssigner, get_parameter_groups
 
 
 def __getattr__(name: str):
-    # The Trainer integration imports transformers.Trainer (seconds); load it on first use only.
-    if name in _TRAINER_NAMES:
-        from .integrations import trainer
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access is a plain attribute lookup
+    return value
 
-        return getattr(trainer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

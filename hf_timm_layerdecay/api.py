@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import warnings
 from typing import Callable, Iterable, Mapping, Optional, Union
 
@@ -14,9 +12,10 @@ from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.options import AutoStrategy
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
+from .core.checks import check_flag, check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
-from .core.layer_map import LayerIdError, LayerMap
-from .core.scales import LayerDecay, is_decay_off, layer_scales
+from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
+from .core.scales import LayerDecay, LayerDecayWarning, as_number, check_decay_options, is_decay_off, layer_scales
 from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
 from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
 
@@ -25,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: ``"auto"`` (the model's adapter, else its structure), ``"structural"`` (structure only),
 #: an :class:`AutoStrategy` with options, a callable ``name -> id`` or a ``{regex: id}`` mapping.
 Strategy = Union[str, AutoStrategy, Callable[[str], int], PatternRule]
-_NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
+NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
 
 
 @walks_once
@@ -64,15 +63,24 @@ def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap
     return _layer_map(view(model), strategy)
 
 
-def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
-    canonical_names = list(seen.canonical_of.values())
+def check_strategy(strategy: object) -> Strategy:
+    """``strategy`` with a name resolved to its :class:`AutoStrategy`; an error for anything that
+    is no strategy (checked even where no map is needed, as with ``layer_decay=None``)."""
     if isinstance(strategy, str):
-        if strategy not in _NAMED_STRATEGIES:
+        if strategy not in NAMED_STRATEGIES:
             raise ValueError(
-                f"unknown strategy {strategy!r}; use one of {list(_NAMED_STRATEGIES)}, an AutoStrategy, "
+                f"unknown strategy {strategy!r}; use one of {list(NAMED_STRATEGIES)}, an AutoStrategy, "
                 "a callable or a mapping"
             )
-        strategy = _NAMED_STRATEGIES[strategy]
+        return NAMED_STRATEGIES[strategy]
+    if not isinstance(strategy, (AutoStrategy, Mapping)) and not callable(strategy):
+        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
+    return strategy
+
+
+def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
+    canonical_names = list(seen.canonical_of.values())
+    strategy = check_strategy(strategy)
     if isinstance(strategy, AutoStrategy):
         layer_map = infer_layer_map(seen.inner, strategy)
         if seen.renamed:
@@ -81,10 +89,8 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
             )
     elif callable(strategy):
         layer_map = layer_map_from_rule(canonical_names, strategy)
-    elif isinstance(strategy, Mapping):
-        layer_map = layer_map_from_patterns(canonical_names, strategy)
     else:
-        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
+        layer_map = layer_map_from_patterns(canonical_names, strategy)
     missing = set(canonical_names) - layer_map.ids.keys()
     if missing:
         missing_in_order = [c for c in canonical_names if c in missing]
@@ -156,8 +162,15 @@ def auto_layer_decay(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_number("lr", lr, allow_none=True, positive=True)
-    _check_number("weight_decay", weight_decay)
+    check_number("lr", lr, allow_none=True, positive=True)
+    check_number("weight_decay", weight_decay)
+    check_flag("model_no_weight_decay", model_no_weight_decay)
+    check_flag("allow_decay_above_one", allow_decay_above_one)
+    lr, weight_decay, layer_decay = as_number(lr), as_number(weight_decay), as_number(layer_decay)
+    # checked whether or not the decay is on: options given are options meant
+    check_decay_options(layer_decay, min_scale=min_scale, normalize_depth=normalize_depth,
+                        allow_decay_above_one=allow_decay_above_one)
+    strategy = check_strategy(strategy)
     named = walk(model).named
     if not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
@@ -176,21 +189,31 @@ def auto_layer_decay(
             allow_decay_above_one=allow_decay_above_one,
         )
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
+        warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], strategy, stacklevel=3)
         if lr is None:
             warnings.warn(
                 "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
                 "apply but torch.optim, torch.optim.lr_scheduler and transformers ignore. Pass lr=... to get "
                 "groups with their real per-group 'lr', which every scheduler keeps.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
 
 
+def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: object, *, stacklevel: int) -> None:
+    """Warn (:class:`LayerDecayWarning`) where the map makes the decay do nothing, or, for a user's
+    rule, skip ids (see :func:`~hf_timm_layerdecay.core.layer_map.decay_effect_problems`)."""
+    from_rule = not isinstance(strategy, (str, AutoStrategy))
+    for problem in decay_effect_problems(layer_map, trainable, from_rule=from_rule):
+        notes = f" ({'; '.join(layer_map.notes)})" if layer_map.notes else ""
+        warnings.warn(problem + notes, LayerDecayWarning, stacklevel=stacklevel + 1)
+
+
 def _no_decay_names(
-    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, warn_unused: bool = True
+    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, expected_unused: Iterable[str] = ()
 ) -> set[str]:
     """Names of the parameters that get no weight decay: biases, tensors with at most one
     dimension, ``extra`` (matched on reported and canonical names) and, if asked, the names
@@ -206,22 +229,14 @@ def _no_decay_names(
     # Every matcher sees every name, so that each records which of its entries matched.
     by_canonical = user.matching(canonicals) | listed.matching(canonicals) | family
     names = user.matching(reported) if seen.renamed else set()
-    names.update(name for name in reported if is_no_decay_shape(name, seen.ndim_of[name]))
+    names.update(name for name in reported if is_no_decay_shape(name, seen.shape_of[name]))
     names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
-    if user.unused:
-        if warn_unused:
-            warnings.warn(f"no_weight_decay entries match no parameter: {user.unused}", UserWarning, stacklevel=3)
-        else:
-            logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
+    expected = set(expected_unused)
+    unexpected = [entry for entry in user.unused if entry not in expected]
+    if unexpected:
+        warnings.warn(f"no_weight_decay entries match no parameter: {unexpected}", UserWarning, stacklevel=4)
+    if len(unexpected) < len(user.unused):
+        logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
     if listed.unused:
         logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
     return names
-
-
-def _check_number(what: str, value: object, *, allow_none: bool = False, positive: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{what} must be a finite number {bound}, got {value!r}")

@@ -10,17 +10,25 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
-from .adapters.options import AutoStrategy
-from .api import auto_layer_decay, resolve_layer_map
-from .core.report import layer_decay_report
+# Only what parsing needs is imported here: torch, timm and transformers load when a command runs,
+# so that `--help` and a mistyped option answer at once.
 from .model_zoo import TASKS, ModelNotFound, build_model
 
 logger = logging.getLogger(__name__)
 
 
 def inspect_model(args: argparse.Namespace) -> int:
+    from .adapters.options import AutoStrategy
+    from .api import auto_layer_decay, resolve_layer_map
+    from .core.report import layer_decay_report
+
+    if args.names < 0:
+        raise ValueError(f"--names must be >= 0, got {args.names}")
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        raise ValueError(f"--plot {args.plot}: the folder {Path(args.plot).resolve().parent} does not exist")
     model = build_model(args.model, task=args.task)
     strategy = AutoStrategy(granularity=args.granularity, family_adapters=args.strategy == "auto")
     groups = auto_layer_decay(
@@ -32,7 +40,14 @@ def inspect_model(args: argparse.Namespace) -> int:
         normalize_depth=args.normalize_depth,
     )
     report = layer_decay_report(groups, model, notes=resolve_layer_map(model, strategy).notes)
-    title = f"{args.model} ({type(model).__name__}): layer_decay={args.layer_decay}, lr={args.lr:g}, weight_decay={args.weight_decay:g}"
+    options = [f"layer_decay={args.layer_decay}", f"lr={args.lr:g}", f"weight_decay={args.weight_decay:g}"]
+    if args.strategy != "auto":
+        options.append(f"strategy={args.strategy}")
+    if args.granularity != "block":
+        options.append(f"granularity={args.granularity}")
+    if args.normalize_depth is not None:
+        options.append(f"normalize_depth={args.normalize_depth:g}")
+    title = f"{args.model} ({type(model).__name__}): {', '.join(options)}"
     if args.json:
         json.dump({"model": args.model, "class": type(model).__name__, "layer_decay": args.layer_decay, "lr": args.lr,
                    **report.to_dict()}, sys.stdout, indent=1)
@@ -91,6 +106,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
-    except (ModelNotFound, ValueError, TypeError, ImportError) as exc:
+    except (ModelNotFound, ValueError, TypeError, ImportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

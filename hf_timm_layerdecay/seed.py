@@ -18,17 +18,21 @@ training the wrong thing:
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from typing import Callable, Iterable, Optional
 
 from torch import nn
 
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import view
-from .api import _layer_map, _no_decay_names
+from .api import _layer_map, _no_decay_names, warn_decay_effect
+from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, split_by_device_mesh
-from .core.layer_map import check_layer_id
+from .core.layer_map import LayerIdError, check_layer_id
+from .core.weight_decay import no_weight_decay_list
 from .core.scales import LayerDecayError, check_scale
-from .rules import get_num_layer_for_convnext
+from .rules.convnext import get_num_layer_for_convnext, is_convnext_name
 
 
 @walks_once
@@ -47,7 +51,8 @@ def get_parameter_groups(
         model: the model; frozen parameters are skipped.
         weight_decay: weight decay of the decayed groups.
         skip_list: names without weight decay (e.g. ``model.no_weight_decay()``), besides
-            biases and parameters with at most one dimension.
+            biases and parameters with at most one dimension. An entry that matches no
+            parameter is warned about, unless the model's own ``no_weight_decay()`` lists it.
         get_num_layer: ``name -> layer id``; without it there are just two groups,
             ``decay`` and ``no_decay``.
         get_layer_scale: ``layer id -> lr scale``, usually ``LayerDecayValueAssigner.get_scale``.
@@ -64,10 +69,21 @@ def get_parameter_groups(
     """
     if get_layer_scale is not None and get_num_layer is None:
         raise ValueError("get_layer_scale needs get_num_layer: a scale is looked up by layer id")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_number("weight_decay", weight_decay)
+    check_number("lr", lr, allow_none=True, positive=True)
     named = walk(model).named
     seen = view(model)
-    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, warn_unused=False)
-    layer_of = _layer_map(seen, get_num_layer).ids.__getitem__ if get_num_layer is not None else None
+    # skip_list is usually the model's own no_weight_decay(), whose names often match nothing
+    # (301 timm models): only the other entries, typed by the user, are worth a warning
+    listed = no_weight_decay_list(seen.inner)
+    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, expected_unused=listed)
+    layer_of = None
+    if get_num_layer is not None:
+        layer_map = _layer_map(seen, get_num_layer)
+        layer_of = layer_map.ids.__getitem__
+        warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], get_num_layer, stacklevel=3)
     scale_of = None
     if get_layer_scale is not None:
         scale_of = lambda layer_id: check_scale(get_layer_scale(layer_id), f"scale of layer {layer_id}")  # noqa: E731
@@ -90,7 +106,11 @@ class LayerDecayValueAssigner:
     Args:
         values: one scale per layer id, e.g. ``[decay ** (n - 1 - i) for i in range(n)]`` or the
             post's ``np.linspace(1, 0.5, 14)``.
-        get_num_layer: the rule behind :meth:`get_layer_id`; the post's ConvNeXt rule by default.
+        get_num_layer: the rule behind :meth:`get_layer_id`. By default the post's ConvNeXt rule,
+            with its frame fitted to the values (``num_max_layer = len(values) - 2``: 14 values
+            for ConvNeXt-S/B/L/XL, 8 for ConvNeXt-T); a name that is no ConvNeXt parameter is then
+            an error, not silently the head's id. For BEiT's ViT rule pass
+            ``get_num_layer=lambda name: get_num_layer_for_vit(name, len(values))``.
 
     Example:
         >>> assigner = LayerDecayValueAssigner([0.25, 0.5, 1.0])
@@ -102,13 +122,18 @@ class LayerDecayValueAssigner:
         hf_timm_layerdecay.core.scales.LayerDecayError: no scale for layer 3: the assigner has 3 values (layers 0..2); give one value per layer id
     """
 
-    def __init__(
-        self, values: Iterable[float], get_num_layer: Callable[[str], int] = get_num_layer_for_convnext
-    ) -> None:
+    def __init__(self, values: Iterable[float], get_num_layer: Optional[Callable[[str], int]] = None) -> None:
+        if isinstance(values, (numbers.Number, str, bytes, Mapping)) or not isinstance(values, Iterable):
+            raise TypeError(
+                f"LayerDecayValueAssigner takes one scale per layer id, got {values!r}; for a decay d over n ids "
+                "pass [d ** (n - 1 - i) for i in range(n)]"
+            )
         self.values = [check_scale(v, f"values[{i}]") for i, v in enumerate(values)]
         if not self.values:
             raise LayerDecayError("LayerDecayValueAssigner needs at least one value")
-        self.get_num_layer = get_num_layer
+        if get_num_layer is not None and not callable(get_num_layer):
+            raise TypeError(f"get_num_layer must be a callable name -> layer id, got {get_num_layer!r}")
+        self.get_num_layer = get_num_layer if get_num_layer is not None else self._convnext_rule
 
     @property
     def num_layers(self) -> int:
@@ -128,3 +153,14 @@ class LayerDecayValueAssigner:
     def get_layer_id(self, var_name: str) -> int:
         """The layer id of a parameter name, from ``get_num_layer``."""
         return check_layer_id(var_name, self.get_num_layer(var_name))
+
+    def _convnext_rule(self, var_name: str) -> int:
+        """The default rule: ConvNeXt's, in the frame of the values, for ConvNeXt names only."""
+        if not is_convnext_name(var_name):
+            raise LayerIdError(
+                f"{var_name!r} is not a ConvNeXt parameter, and LayerDecayValueAssigner without get_num_layer uses the "
+                "ConvNeXt rule of the post (which would give it the head's id). Pass the rule of your model: "
+                "get_num_layer=lambda name: get_num_layer_for_vit(name, len(values)) for a BEiT/timm ViT, or any "
+                "callable name -> layer id"
+            )
+        return get_num_layer_for_convnext(var_name, num_max_layer=len(self.values) - 2)

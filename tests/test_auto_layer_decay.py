@@ -117,7 +117,7 @@ def test_without_lr_groups_carry_lr_scale_and_a_warning(vit):
         (dict(layer_decay=-0.7), "layer_decay must be > 0"),
         (dict(layer_decay=7.5), "above 1, which gives the stem a larger learning rate"),
         (dict(layer_decay=float("nan")), "layer_decay must be > 0"),
-        (dict(layer_decay=[1.0] * 13), "layer_decay has 13 values but the model has 14 layers"),
+        (dict(layer_decay=[1.0] * 13), "layer_decay has 13 values but the model has 14 layer ids"),
         (dict(layer_decay=[1.0] * 13 + [0.0]), r"layer_decay\[13\] = 0.0"),
         (dict(layer_decay=lambda i: -1.0), r"layer_decay\(0\) = -1.0"),
         (dict(layer_decay="0.75"), "must be a float, a sequence"),
@@ -147,11 +147,10 @@ def test_decay_above_one_needs_opt_in(vit):
     assert lrs[0] == pytest.approx(1.1**13) and lrs[13] == 1.0
 
 
-def test_longer_values_warn(vit, caplog):
-    with caplog.at_level("WARNING"):
-        groups = auto_layer_decay(vit, lr=1.0, layer_decay=[0.5] * 13 + [0.9, 1.0])
-    assert "has 15 values but the model has only 14 layers" in caplog.text
-    assert max(g["lr"] for g in groups) == 0.9
+def test_longer_values_are_refused(vit):
+    # Used by index, 15 values on a 14-id ViT gave the head 0.9, not the 1.0 written last.
+    with pytest.raises(LayerDecayError, match=r"has 15 values but the model has 14 layer ids.*head values\[13\]=0.9, not the 1.0"):
+        auto_layer_decay(vit, lr=1.0, layer_decay=[0.5] * 13 + [0.9, 1.0])
 
 
 def test_every_trainable_parameter_in_exactly_one_group_and_the_check_catches_mistakes():

@@ -70,3 +70,19 @@ def test_compare_with_timm(capsys):
     assert "layer ids: ours 14, timm 14" in out and "another lr scale: 0 of 152" in out
     assert main(["compare", "bert"]) == 2
     assert "compare needs a timm model" in capsys.readouterr().err
+
+
+def test_help_answers_without_importing_torch():
+    # `python -m hf_timm_layerdecay --help` must not pay for torch, timm and transformers (seconds)
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['hf_timm_layerdecay', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('hf_timm_layerdecay', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "print(sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: hf_timm_layerdecay" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"

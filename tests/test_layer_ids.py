@@ -7,7 +7,7 @@ import timm
 import torch
 from torch import nn
 
-from hf_timm_layerdecay import LayerIdError, auto_layer_decay, get_num_layer_for_vit, layer_ids
+from hf_timm_layerdecay import LayerDecayWarning, LayerIdError, auto_layer_decay, get_num_layer_for_vit, layer_ids
 from hf_timm_layerdecay.api import resolve_layer_map
 from models import OfficialConvNeXt
 from oracle import assert_forward_monotone, forward_order_violations
@@ -119,13 +119,15 @@ def test_shared_block_is_one_id_and_noted():
     assert any("'blocks.0' is shared" in note for note in layer_map.notes)
 
 
-def test_plain_mlp_gets_one_id_per_layer_and_a_single_layer_warns(caplog):
+def test_plain_mlp_gets_one_id_per_layer_and_a_single_layer_warns():
     mlp = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
     assert layer_ids(mlp) == {"0.weight": 0, "0.bias": 0, "2.weight": 1, "2.bias": 1, "4.weight": 2, "4.bias": 2}
-    with caplog.at_level("WARNING"):
-        ids = layer_ids(nn.Linear(3, 3))
-    assert ids == {"weight": 0, "bias": 0}
-    assert "single parameter-owning module: layer-wise decay has no effect" in caplog.text
+    linear = nn.Linear(3, 3)
+    assert layer_ids(linear) == {"weight": 0, "bias": 0}
+    assert "single parameter-owning module: layer-wise decay has no effect" in resolve_layer_map(linear).notes[0]
+    with pytest.warns(LayerDecayWarning, match="all 2 trainable parameters have layer id 0: the layer decay has no effect"):
+        groups = auto_layer_decay(linear, lr=1e-3, layer_decay=0.5)
+    assert [g["lr"] for g in groups] == [1e-3, 1e-3]
 
 
 def test_frozen_parameters_keep_the_frame():

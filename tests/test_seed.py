@@ -143,7 +143,7 @@ def test_convnext_rule():
     assert get_num_layer_for_convnext("norm.weight") == 13
     with pytest.raises(LayerIdError, match="stages 0-3, got stage 4"):
         get_num_layer_for_convnext("stages.4.0.gamma")
-    with pytest.raises(LayerIdError, match="up to 27 blocks"):
+    with pytest.raises(LayerIdError, match="block 27 needs num_max_layer >= 13"):
         get_num_layer_for_convnext("stages.2.27.gamma")
     with pytest.raises(LayerIdError, match="cannot read an index"):
         get_num_layer_for_convnext("stages.x.0.gamma")

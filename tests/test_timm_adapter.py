@@ -290,7 +290,7 @@ def test_user_wrapper_keeps_the_backbone_ids_and_its_head_is_the_max(compiled):
     assert layer_map.num_layers == bare.num_layers == 7
     assert layer_map.ids["head.2.weight"] == layer_map.ids["head.0.bias"] == layer_map.ids["temperature"] == 6
     assert layer_map.ids["adapter.weight"] == 0
-    assert any("'adapter', registered before" in note for note in layer_map.notes)
+    assert any("'adapter', run before" in note for note in layer_map.notes)
     if not compiled:  # a forward would compile the backbone: slow, and no module hooks inside
         run = lambda m: m(torch.randn(1, 1, 32, 32))  # noqa: E731
         assert order_violations(first_use_order(model, run), layer_map.ids) == []

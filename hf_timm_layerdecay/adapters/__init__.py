@@ -31,12 +31,25 @@ FAMILY_ADAPTERS = ("timm", "transformers")
 
 
 def infer_layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> LayerMap:
-    """Layer ids for an unwrapped model: its family's adapter, else the module structure."""
+    """Layer ids for an unwrapped model: its family's adapter, else the module structure.
+
+    An option that the chosen adapter does not read (``tower`` on a timm model) is an error, not
+    silently ignored; an adapter lists those it reads in ``OPTIONS``.
+    """
+    chosen = structural
     if options.family_adapters:
-        for adapter in _family_adapters():
-            if adapter.applies(model):
-                return adapter.layer_map(model, options)
-    return structural.structural_layer_map(model, granularity=options.granularity)
+        chosen = next((adapter for adapter in _family_adapters() if adapter.applies(model)), structural)
+    ignored = options.model_specific() - getattr(chosen, "OPTIONS", frozenset())
+    if ignored:
+        rule = chosen.__name__.rpartition(".")[2]
+        raise ValueError(
+            f"AutoStrategy({', '.join(f'{k}={getattr(options, k)!r}' for k in sorted(ignored))}) has no effect on "
+            f"{type(model).__name__}, which the {rule} rule numbers: these options apply to transformers models with "
+            "towers, an encoder and a decoder, or a tied output embedding. Leave them at their defaults"
+        )
+    if chosen is structural:
+        return structural.structural_layer_map(model, granularity=options.granularity)
+    return chosen.layer_map(model, options)
 
 
 def family_no_weight_decay(model: nn.Module) -> set[str]:

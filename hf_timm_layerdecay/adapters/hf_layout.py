@@ -25,11 +25,7 @@ module structure alone (:mod:`.structural`). Convolutional feature encoders (wav
 
 from __future__ import annotations
 
-import ast
-import functools
 import importlib
-import inspect
-import textwrap
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,20 +34,15 @@ from typing import Iterator, Optional, Union
 from torch import nn
 
 from . import structural
-from .paths import interleave, parents
+from .paths import interleave
+from .run_order import first_positions, run_order, unwrapped
 from .walk import walk
 
 Unit = tuple[str, ...]  # the module paths that together form one block
 
-#: Attributes under which per-layer wrappers (torch.compile, FSDP1, activation checkpointing)
-#: keep the wrapped module: a wrapped block is still a block.
-_LAYER_WRAPPERS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 #: Attribute names of the convolutional front ends of speech models (transformers' convention):
 #: their stacks are a stem, not blocks.
 _FRONT_END_NAMES = frozenset({"feature_extractor", "feature_encoder"})
-_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
-#: Builtins that iterate over their argument: ``enumerate(self.layers)`` runs the layers.
-_ITERATING = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "map"})
 
 
 @dataclass
@@ -69,7 +60,7 @@ class Region:
     Attributes:
         path: module path (``""`` for the model itself).
         kind: ``"model"``, ``"tower"``, ``"encoder"``, ``"decoder"`` or ``"backbone"``.
-        elements: its stacks and sub-regions, in the order they run (:func:`run_order`).
+        elements: its stacks and sub-regions, in the order they run (:func:`.run_order.run_order`).
         config_type: class of the configuration the region was built from.
     """
 
@@ -242,7 +233,7 @@ class _Finder:
         role = self.roles.get(id(module))
         if role is not None:
             return role
-        inner = _unwrapped(module)
+        inner = unwrapped(module)
         if isinstance(inner, self.backbone_classes) or type(inner).__module__.startswith("timm."):
             return "backbone"
         config = getattr(inner, "config", None)
@@ -273,7 +264,7 @@ class _Finder:
     def _is_gc_stack(self, module: nn.Module) -> bool:
         if self.gc_class is None or not isinstance(module, nn.ModuleList):
             return False
-        return any(isinstance(_unwrapped(item), self.gc_class) for item in module)
+        return any(isinstance(unwrapped(item), self.gc_class) for item in module)
 
     def _stack_units(self, path: str, stack: nn.Module, split: bool = True) -> list[Unit]:
         items = self.tree.children(stack, path)
@@ -314,186 +305,12 @@ class _Finder:
         return [tuple(p for p, _ in row) for row in rows]
 
 
-def run_order(model: nn.Module) -> list[str]:
-    """Every parameter name, aliases of shared parameters included, in the order they are
-    expected to run.
-
-    Registration order is not always the order of the forward pass: OPT registers its
-    ``final_layer_norm`` before ``layers``, DeBERTa-v2 its ``rel_embeddings`` after the layers that
-    use them, and ``named_parameters()`` lists a module's own parameters (CLIP's ``logit_scale``)
-    before its children's. So the children and own parameters of a module are ordered by where its
-    ``forward`` first calls them (``self.<name>(...)``, a loop over ``self.<name>``; also inside the
-    ``self.<helper>()`` methods it calls), or else first mentions them; what it does not mention
-    keeps its place after its registered predecessor, and own parameters it does not mention come
-    after the children. Containers run in registration order.
-
-    Example:
-        >>> from transformers import OPTConfig, OPTModel
-        >>> config = OPTConfig(hidden_size=8, ffn_dim=8, num_hidden_layers=1, num_attention_heads=2, vocab_size=10)
-        >>> opt = OPTModel(config)
-        >>> [name for name, _ in opt.named_parameters()][2:5]  # registration order
-        ['decoder.final_layer_norm.weight', 'decoder.final_layer_norm.bias', 'decoder.layers.0.self_attn.k_proj.weight']
-        >>> run_order(opt)[-3:]
-        ['decoder.layers.0.fc2.bias', 'decoder.final_layer_norm.weight', 'decoder.final_layer_norm.bias']
-    """
-    names: list[str] = []
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        params = module._parameters
-        own = [(key, param) for key, param in params.items() if param is not None] if params else []
-        if not module._modules and len(own) < 2:  # a leaf with one parameter or none: most modules
-            if own:
-                names.append(prefix + own[0][0])
-            return
-        children = [(key, child) for key, child in module._modules.items() if child is not None]
-        for key, entry in _forward_sorted(module, children, own):
-            if isinstance(entry, nn.Module):
-                visit(entry, f"{prefix}{key}.")
-            else:
-                names.append(prefix + key)
-
-    visit(model, "")
-    return names
-
-
-def _forward_sorted(
-    module: nn.Module, children: list[tuple[str, nn.Module]], own: list[tuple[str, nn.Parameter]]
-) -> list[tuple[str, object]]:
-    """The children, then the own parameters, of ``module`` in the order its ``forward`` uses them."""
-    entries = children + own
-    if len(entries) < 2 or isinstance(module, _CONTAINERS):
-        return entries
-    # The order depends only on the class and the names: computed once for the 32 layers of a model.
-    order = _forward_order(type(_unwrapped(module)), tuple(key for key, _ in children), tuple(key for key, _ in own))
-    return [entries[i] for i in order]
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _forward_order(cls: type, children: tuple[str, ...], own: tuple[str, ...]) -> tuple[int, ...]:
-    """Positions of ``children + own`` in the order ``cls.forward`` uses them."""
-    called, mentioned = _first_uses(cls)
-    keys, previous = [], (-1.0, -1)
-    for index, key in enumerate(children + own):
-        is_child = index < len(children)
-        # a child runs where it is called (a mere `self.decoder.embed_tokens.weight.dtype` is no
-        # run), a parameter where it is first read
-        rank = called.get(key, mentioned.get(key)) if is_child else mentioned.get(key)
-        if rank is not None:
-            previous = (float(rank), index)
-        elif not is_child and children:
-            previous = (float("inf"), index)  # an own parameter that forward does not name: after the children
-        keys.append((previous, index))
-    return tuple(index for _, index in sorted(keys))
-
-
-@functools.lru_cache(maxsize=None)
-def _first_uses(cls: type) -> tuple[dict[str, int], dict[str, int]]:
-    """Where ``cls.forward`` first calls (or iterates over) each ``self.<name>``, and where it
-    first mentions it at all: ranks in evaluation order (a call's arguments before the call:
-    ``self.norm(self.embed(x))`` runs ``embed`` first). What a ``self.<helper>()`` method that
-    forward calls uses counts at the call. Both empty without source."""
-    called: dict[str, int] = {}
-    mentioned: dict[str, int] = {}
-    uses = _uses_in(getattr(cls, "forward", None))
-    for rank, (name, is_call) in enumerate(uses):
-        mentioned.setdefault(name, rank)
-        if is_call:
-            called.setdefault(name, rank)
-    for name, rank in sorted(called.items(), key=lambda item: item[1]):
-        helper = inspect.getattr_static(cls, name, None)
-        if name != "forward" and inspect.isfunction(helper):
-            for inner, is_call in _uses_in(helper):
-                for ranks, counts in ((mentioned, True), (called, is_call)):
-                    if counts and ranks.get(inner, rank + 1) > rank:
-                        ranks[inner] = rank
-    return called, mentioned
-
-
-@functools.lru_cache(maxsize=None)
-def loops_over_layer_count(cls: type) -> bool:
-    """Whether ``cls.forward`` loops ``range(... num_hidden_layers ...)`` times: it then runs its
-    blocks by layer count, not one by one (ALBERT applies one layer group to every layer)."""
-    tree = _syntax_tree(getattr(cls, "forward", None))
-    return tree is not None and any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "range"
-        and any(isinstance(n, ast.Attribute) and n.attr == "num_hidden_layers" for a in node.args for n in ast.walk(a))
-        for node in ast.walk(tree)
-    )
-
-
-def _syntax_tree(function: object) -> Optional[ast.AST]:
-    if not callable(function):
-        return None
-    try:
-        return ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(function))))
-    except (OSError, TypeError, SyntaxError):
-        return None
-
-
-def _uses_in(function: object) -> list[tuple[str, bool]]:
-    """``(x, called)`` for every ``self.x`` a function uses, in evaluation order (empty without
-    source). ``called``: ``self.x(...)``, ``self.x[i](...)``, or iterated over (``for layer in
-    self.x``, ``enumerate(self.x)``); not ``self.x.weight`` or ``self.x.method()``."""
-    tree = _syntax_tree(function)
-    if tree is None:
-        return []
-    uses: list[tuple[str, bool]] = []
-
-    def self_attribute(node: ast.AST) -> Optional[str]:
-        if isinstance(node, ast.Subscript):
-            node = node.value
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-            return node.attr
-        return None
-
-    def visit(node: ast.AST, runs: bool = False) -> None:
-        name = self_attribute(node)
-        if name is not None:
-            if isinstance(node, ast.Subscript):
-                visit(node.slice)
-            uses.append((name, runs))
-        elif isinstance(node, ast.Call):  # arguments run before the call
-            iterates = isinstance(node.func, ast.Name) and node.func.id in _ITERATING
-            for arg in [*node.args, *node.keywords]:
-                visit(arg, runs=iterates)
-            visit(node.func, runs=True)
-        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):  # the value before the targets
-            if node.value is not None:
-                visit(node.value)
-            for target in getattr(node, "targets", None) or [node.target]:
-                visit(target)
-        elif isinstance(node, (ast.For, ast.comprehension)):
-            visit(node.iter, runs=True)
-            for child in ast.iter_child_nodes(node):
-                if child is not node.iter:
-                    visit(child)
-        else:
-            for child in ast.iter_child_nodes(node):
-                visit(child)
-
-    visit(tree)
-    return uses
-
-
-def first_positions(names: list[str]) -> dict[str, int]:
-    """Module path -> position of the first parameter below it in ``names`` (and each name ->
-    its own position)."""
-    first: dict[str, int] = {}
-    for position, name in enumerate(names):
-        first.setdefault(name, position)
-        for path in reversed(parents(name)[1:]):  # innermost first; the root "" is not a path here
-            if path in first:
-                break  # and so are the paths above it
-            first[path] = position
-    return first
 
 
 def _is_front_end(path: str, module: nn.Module) -> bool:
     """A convolutional feature encoder (wav2vec2 family): transformers names it
     ``feature_extractor`` and its class ``*FeatureEncoder``."""
-    return path.rsplit(".", 1)[-1] in _FRONT_END_NAMES or type(_unwrapped(module)).__name__.endswith("FeatureEncoder")
+    return path.rsplit(".", 1)[-1] in _FRONT_END_NAMES or type(unwrapped(module)).__name__.endswith("FeatureEncoder")
 
 
 def _aligned(stacks: dict[str, nn.Module]) -> list[list[tuple[str, nn.Module]]]:
@@ -505,7 +322,7 @@ def _aligned(stacks: dict[str, nn.Module]) -> list[list[tuple[str, nn.Module]]]:
             by_length[len(stack)].append((path, stack))
     groups = []
     for group in by_length.values():
-        kinds = {frozenset(type(_unwrapped(item)) for item in stack) for _, stack in group}
+        kinds = {frozenset(type(unwrapped(item)) for item in stack) for _, stack in group}
         if len(group) >= 2 and len(kinds) == len(group):
             groups.append(group)
     return groups
@@ -519,18 +336,6 @@ def _common_prefix(units: list[Unit]) -> str:
             break
         prefix.append(parts[0])
     return ".".join(prefix)
-
-
-def _unwrapped(module: nn.Module) -> nn.Module:
-    """The module inside per-layer wrappers (compiled, FSDP1- or checkpoint-wrapped layers)."""
-    while True:
-        # the wrappers register what they wrap as a submodule; a lookup in ``_modules`` is much
-        # cheaper than getattr, which goes through nn.Module.__getattr__ and an AttributeError
-        children = module._modules
-        inner = next((children[a] for a in _LAYER_WRAPPERS if isinstance(children.get(a), nn.Module)), None)
-        if inner is None:
-            return module
-        module = inner
 
 
 def _encoder_decoder(module: nn.Module) -> Optional[tuple[nn.Module, nn.Module]]:

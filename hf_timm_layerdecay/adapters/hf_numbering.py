@@ -9,7 +9,7 @@ the other (``encoder_decoder="sequential"``, the forward order) or each by its o
 (``"parallel"``).
 
 **Everything else** (a parameter in no block), by the order in which parameters are expected to
-run (:func:`~.hf_layout.run_order`):
+run (:func:`~.run_order.run_order`):
 
 * the output embeddings (``get_output_embeddings()``, the language-model head) are the head,
   wherever they sit;

@@ -7,6 +7,7 @@ from typing import Literal, Optional
 
 _GRANULARITIES = ("block", "stage")
 _ENCODER_DECODER = ("sequential", "parallel")
+_MODEL_SPECIFIC = ("encoder_decoder", "tower", "tied_head")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,15 @@ class AutoStrategy:
     tied_head: Literal["head", "embedding"] = "head"
     family_adapters: bool = True
 
+    def model_specific(self) -> frozenset[str]:
+        """The options set away from their defaults that only some model families read
+        (``tower``, ``encoder_decoder``, ``tied_head``)."""
+        defaults = AutoStrategy.__dataclass_fields__
+        return frozenset(k for k in _MODEL_SPECIFIC if getattr(self, k) != defaults[k].default)
+
     def __post_init__(self) -> None:
+        if not isinstance(self.family_adapters, bool):
+            raise TypeError(f"AutoStrategy.family_adapters must be True or False, got {self.family_adapters!r}")
         _check_choice("granularity", self.granularity, _GRANULARITIES)
         _check_choice("encoder_decoder", self.encoder_decoder, _ENCODER_DECODER)
         _check_choice("tied_head", self.tied_head, ("head", "embedding"))

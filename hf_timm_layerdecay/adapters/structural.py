@@ -17,23 +17,24 @@ repeated blocks from the module hierarchy alone and numbers them:
    blocks, recursively.
 4. A stack far smaller than the largest one (a conv stem written as a ``Sequential`` of
    conv-norm units, a feature-encoder front end, a detection neck) is not part of the trunk.
-5. Blocks get ids ``1..N`` in the order they run, which is the order of registration (with the
-   index-by-index interleaving of rule 2). Parameters outside every block go to 0 when they run
-   before the first block (stem, embeddings, tokens), to ``N + 1`` after the last one (final
-   norm, pooler, head), and in between to the neighbouring block they share the longer module
-   path with (a stage's downsample joins the stage's first block, an encoder's final norm its
-   last block; on a tie, the next block).
+5. Blocks get ids ``1..N`` in the order they run: the order in which the ``forward`` source of
+   each module calls its children (:mod:`.run_order`; registration order where the source cannot
+   be read, with a note), items of containers in registration order, with the index-by-index
+   interleaving of rule 2. Parameters outside every block go to 0 when they run before the first
+   block (stem, embeddings, tokens), to ``N + 1`` after the last one (final norm, pooler, head),
+   and in between to the neighbouring block they share the longer module path with (a stage's
+   downsample joins the stage's first block, an encoder's final norm its last block; on a tie,
+   the next block).
 
 The frame always has ``N + 2`` ids, with or without stem and head parameters, so a model built
 without a classifier keeps the scales it has with one. A model without any stack (a plain MLP)
-gets one id per parameter-owning module, in order. A module used under several paths (weight
-sharing) has one id, and the map says so in its notes.
+gets one id per parameter-owning module, in the order they run. A module used under several
+paths (weight sharing) has one id, and the map says so in its notes.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections import Counter, defaultdict
 from typing import Callable, Iterator, Optional
 
@@ -41,11 +42,9 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from .paths import interleave, shared_depth
+from .run_order import CONTAINERS, first_positions, reads_forward, reported_run_order
 from .walk import walk
 
-logger = logging.getLogger(__name__)
-
-_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 #: A block whose inner blocks hold at least this share of its elements is split into them.
 _SPLIT_SHARE = 0.5
 #: A stack holding less than this share of the largest stack's elements is not trunk.
@@ -86,9 +85,13 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
     notes = list(tree.shared_notes(model))
     sizes = [tree.size(stack) for stack in stacks]
     units = [unit for stack, size in zip(stacks, sizes) if size >= MIN_STACK_SHARE * max(sizes) for unit in stack]
+    order = tree.execution_order()
+    notes += tree.unread_notes()
     if not units:
-        return _module_order_map(model, notes)
-    ids = _number(tree.execution_order(), units)
+        return _module_order_map(tree.names, order, notes)
+    first = first_positions(order)
+    units.sort(key=lambda unit: min(first[path] for path in unit))
+    ids = _number(order, units)
     total = tree.numel[""]
     covered = sum(tree.numel[p] for unit in units for p in unit)
     if total and covered < 0.5 * total:
@@ -96,7 +99,7 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
             f"the {len(units)} repeated blocks found hold only {covered / total:.0%} of the parameters; "
             "the rest is split between the stem (id 0) and the head"
         )
-    return LayerMap(ids, len(units) + 2, tuple(notes))
+    return LayerMap({name: ids[name] for name in tree.names}, len(units) + 2, tuple(notes))
 
 
 class ModuleTree:
@@ -107,6 +110,7 @@ class ModuleTree:
     """
 
     def __init__(self, model: nn.Module, split_stages: bool = True) -> None:
+        self.model = model
         self.split_stages = split_stages
         self._walk = walk(model)
         self.names: list[str] = self._walk.names
@@ -153,7 +157,7 @@ class ModuleTree:
         return bool(self.children(module, path))
 
     def is_stack(self, path: str, module: nn.Module) -> bool:
-        if not isinstance(module, _CONTAINERS):
+        if not isinstance(module, CONTAINERS):
             return False
         children = self.children(module, path)
         if not children or not all(self.composite(p, c) for p, c in children):
@@ -171,7 +175,7 @@ class ModuleTree:
         """
         if in_container:
             return self.composite(path, module)
-        if isinstance(module, _CONTAINERS):
+        if isinstance(module, CONTAINERS):
             return self.is_stack(path, module)
         return any(self.composite(p, c) for p, c in self.children(module, path))
 
@@ -219,7 +223,7 @@ class ModuleTree:
 
     def kind(self, path: str, module: nn.Module) -> object:
         """The class of a module; for a plain container, its class and what it holds."""
-        if isinstance(module, _CONTAINERS):
+        if isinstance(module, CONTAINERS):
             return type(module), frozenset(self.kind(p, c) for p, c in self.children(module, path))
         return type(module)
 
@@ -233,7 +237,7 @@ class ModuleTree:
         for lists in self.aligned_lists(children):
             stacks_at[lists[0][0]] = self.aligned_units(lists)
             taken.update(p for p, _ in lists)
-        for run in self.runs([c for c in children if c[0] not in taken], isinstance(module, _CONTAINERS)):
+        for run in self.runs([c for c in children if c[0] not in taken], isinstance(module, CONTAINERS)):
             stacks_at[run[0][0]] = [unit for p, c in run for unit in self.expand(c, p)]
             taken.update(p for p, _ in run)
         stacks: list[list[Unit]] = []
@@ -280,9 +284,24 @@ class ModuleTree:
         return [unit for p, _ in children if p in inner for q, c in inner[p] for unit in self.expand(c, q)]
 
     def execution_order(self) -> list[str]:
-        """Parameter names in the order they run: registration order, except that the items of
-        index-aligned lists are interleaved (``a.0``, ``b.0``, ``a.1``, ``b.1``, ...)."""
-        return interleave(self.names, self.interleaved)
+        """Parameter names (as ``named_parameters()`` reports them) in the order they run
+        (:func:`.run_order.run_order`: children in the order ``forward`` calls them, a module's own
+        parameters before its children), with the items of index-aligned lists interleaved
+        (``a.0``, ``b.0``, ``a.1``, ``b.1``, ...)."""
+        return interleave(reported_run_order(self.model, self.names), self.interleaved)
+
+    def unread_notes(self) -> list[str]:
+        """A note per class whose ``forward`` source could not be read although the order of its
+        parameter-holding children matters: they keep registration order."""
+        unread = sorted({
+            type(module).__name__
+            for path, module in self._walk.modules.items()
+            if not reads_forward(module) and len(self.children(module, path)) > 1
+        })
+        if not unread:
+            return []
+        return [f"no forward source for {', '.join(unread)}: the children of these modules are taken to run "
+                "in registration order"]
 
     def shared_notes(self, model: nn.Module) -> Iterator[str]:
         """One note per parameter-holding module that appears under more than one path."""
@@ -354,16 +373,14 @@ def _last_seen(values: list) -> list:
     return out
 
 
-def _module_order_map(model: nn.Module, notes: list[str]) -> LayerMap:
-    """No stack anywhere: every module that owns parameters is a layer, in order."""
+def _module_order_map(names: list[str], order: list[str], notes: list[str]) -> LayerMap:
+    """No stack anywhere: every module that owns parameters is a layer, in the order they run."""
     ids: dict[str, int] = {}
     owners: dict[str, int] = {}
-    for name in walk(model).names:
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        ids[name] = owners.setdefault(owner, len(owners))
+    for name in order:
+        ids[name] = owners.setdefault(name.rpartition(".")[0], len(owners))
     if len(owners) > 1:
         notes.append(f"no repeated blocks found; one layer id per parameter-owning module ({len(owners)} ids)")
     elif ids:
         notes.append("the model has a single parameter-owning module: layer-wise decay has no effect")
-        logger.warning("%s has a single parameter-owning module: layer-wise decay has no effect", type(model).__name__)
-    return LayerMap.from_ids(ids, tuple(notes))
+    return LayerMap.from_ids({name: ids[name] for name in names}, tuple(notes))

@@ -29,12 +29,16 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from . import structural
-from .hf_layout import Region, find_layout, loops_over_layer_count, warn_unnumbered_block_lists
+from .hf_layout import Region, find_layout, warn_unnumbered_block_lists
 from .hf_numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 from .options import AutoStrategy
+from .run_order import loops_over_layer_count
 from .walk import walk
 
 logger = logging.getLogger(__name__)
+
+#: The AutoStrategy options this adapter reads besides granularity.
+OPTIONS = frozenset({"encoder_decoder", "tower", "tied_head"})
 
 
 def applies(model: nn.Module) -> bool:

@@ -18,8 +18,10 @@ from .walk import walk
 
 #: Attribute names under which wrappers keep the wrapped module.
 WRAPPER_ATTRIBUTES = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
-#: Of those, the ones that never name a real layer and can be dropped anywhere in a name.
-_INTERNAL_LEVELS = frozenset(WRAPPER_ATTRIBUTES[1:])
+#: Of those, the ones that never name a real layer and can be dropped anywhere in a name; they
+#: also wrap single layers inside a model (compiled, FSDP1- or checkpoint-wrapped blocks).
+LAYER_WRAPPER_ATTRIBUTES = WRAPPER_ATTRIBUTES[1:]
+_INTERNAL_LEVELS = frozenset(LAYER_WRAPPER_ATTRIBUTES)
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,8 @@ class ModelView:
         inner: the innermost wrapped model (the model itself when it is not wrapped).
         canonical_of: name as the given model reports it -> canonical name (wrapper levels
             removed). Covers every parameter, trainable or not, each once.
-        ndim_of: name as the given model reports it -> number of dimensions of the parameter
-            as the model defines it. FSDP1 turns parameters into 1-D shards outside forward;
+        shape_of: name as the given model reports it -> shape of the parameter as the model
+            defines it. FSDP1 turns parameters into 1-D shards outside forward;
             their original shapes come from its flat-parameter metadata, so that the "at most
             one dimension: no weight decay" rule still sees matrices as matrices.
         wrapped: whether ``inner`` is a module inside the model given, not the model itself.
@@ -40,7 +42,7 @@ class ModelView:
 
     inner: nn.Module
     canonical_of: dict[str, str]
-    ndim_of: dict[str, int]
+    shape_of: dict[str, tuple[int, ...]]
     wrapped: bool = False
     renamed: bool = False
 
@@ -64,20 +66,20 @@ def view(model: nn.Module) -> ModelView:
     names = [name for name, _ in named]
     joined = "\n".join(names)
     _refuse_flat_parameters(named)
-    ndim_of = {name: param.ndim for name, param in named}
+    shape_of = {name: tuple(param.shape) for name, param in named}
     if inner is model and not any(level in joined for level in _INTERNAL_LEVELS):  # the usual case
-        return ModelView(inner, dict(zip(names, names)), ndim_of)
+        return ModelView(inner, dict(zip(names, names)), shape_of)
     canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in walk(inner).named}
-    original_ndims = _fsdp1_original_ndims(model) if _FSDP1_LEVEL in joined else {}
+    original_shapes = _fsdp1_original_shapes(model) if _FSDP1_LEVEL in joined else {}
     canonical_of = {}
     for name, param in named:
         # a parameter the wrapper holds itself keeps its own name
         canonical = canonical_by_id.get(id(param)) or canonical_name(name)
         canonical_of[name] = canonical
-        if canonical in original_ndims:
-            ndim_of[name] = original_ndims[canonical]
+        if canonical in original_shapes:
+            shape_of[name] = original_shapes[canonical]
     renamed = any(name != canonical for name, canonical in canonical_of.items())
-    return ModelView(inner, canonical_of, ndim_of, wrapped=inner is not model, renamed=renamed)
+    return ModelView(inner, canonical_of, shape_of, wrapped=inner is not model, renamed=renamed)
 
 
 def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
@@ -92,16 +94,16 @@ def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
     )
 
 
-def _fsdp1_original_ndims(model: nn.Module) -> dict[str, int]:
-    """Canonical name -> original number of dimensions, for parameters FSDP1 has flattened."""
-    ndims = {}
+def _fsdp1_original_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> original shape, for parameters FSDP1 has flattened."""
+    shapes = {}
     for path, module in walk(model).modules.items():
         if type(module).__name__ != "FullyShardedDataParallel":
             continue
         flat = getattr(getattr(module, "_handle", None), "flat_param", None)
         for fqn, shape in zip(getattr(flat, "_fqns", ()), getattr(flat, "_shapes", ())):
-            ndims[canonical_name(f"{path}.{fqn}" if path else fqn)] = len(shape)
-    return ndims
+            shapes[canonical_name(f"{path}.{fqn}" if path else fqn)] = tuple(shape)
+    return shapes
 
 
 _FSDP1_LEVEL = "_fsdp_wrapped_module"

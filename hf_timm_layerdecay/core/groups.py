@@ -25,6 +25,7 @@ one of the two.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
@@ -155,12 +156,70 @@ class Coverage:
         return found
 
 
-def param_group_coverage(groups: Iterable[dict], model: Any, *, named: Optional[list] = None) -> Coverage:
-    """Compare ``groups`` (ours or ``optimizer.param_groups``) with ``model.named_parameters()``
-    (``named``: that list, when the caller has it already)."""
-    if named is None:
-        named = list(model.named_parameters())
+def as_group_list(groups: Any, what: str = "groups") -> list[dict]:
+    """``groups`` as a list of group dicts: a list of dicts, or an optimizer (its
+    ``param_groups``). Inside a group, ``params`` may be a single tensor or any iterable, as
+    ``torch.optim`` accepts them; an iterator (``model.blocks.parameters()``) is turned into a
+    list *in the group*, so that an optimizer built from the same groups afterwards still finds
+    the tensors (reading it here would otherwise leave that optimizer an empty group).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2)
+        >>> groups = [{"params": model.parameters()}]
+        >>> len(as_group_list(groups)[0]["params"]), type(groups[0]["params"]).__name__
+        (2, 'list')
+    """
+    param_groups = getattr(groups, "param_groups", None)
+    if param_groups is not None and not isinstance(groups, (list, tuple)):
+        return list(param_groups)
+    if isinstance(groups, (str, bytes, Mapping)) or not isinstance(groups, Iterable):
+        hint = " (a single group: wrap it in a list, [group])" if isinstance(groups, Mapping) else ""
+        raise TypeError(f"{what} must be a list of parameter-group dicts or an optimizer, got {type(groups).__name__}{hint}")
+    if isinstance(groups, Iterator):
+        raise TypeError(
+            f"{what} is an iterator ({type(groups).__name__}): reading it here would use it up and leave nothing for "
+            "the optimizer; pass a list of group dicts"
+        )
     groups = list(groups)
+    for index, group in enumerate(groups):
+        if not isinstance(group, Mapping):
+            raise TypeError(
+                f"{what}[{index}] is a {type(group).__name__}, not a parameter-group dict: pass "
+                "[{'params': [...]}, ...] (or the optimizer itself)"
+            )
+        if "params" not in group:
+            raise ParamGroupError(f"{what}[{index}] ({group.get('name', 'unnamed')}) has no 'params' entry")
+        params = group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{what}[{index}]['params'] is a set, whose order is not fixed: pass a list, as torch.optim requires")
+        if _is_tensor(params):
+            params = [params]
+        elif isinstance(params, Iterator):
+            params = list(params)
+            if isinstance(group, dict):
+                group["params"] = params
+        elif not isinstance(params, Iterable):
+            raise TypeError(f"{what}[{index}]['params'] must be a list of tensors, got {type(params).__name__}")
+        if params is not group["params"]:
+            group = {**group, "params": params}
+        groups[index] = group
+    return groups
+
+
+def _is_tensor(value: Any) -> bool:
+    # duck-typed: the core imports no framework
+    return hasattr(value, "shape") and hasattr(value, "requires_grad")
+
+
+def param_group_coverage(groups: Any, model: Any, *, named: Optional[list] = None) -> Coverage:
+    """Compare ``groups`` (ours, ``optimizer.param_groups`` or the optimizer) with
+    ``model.named_parameters()`` (``named``: that list, when the caller has it already)."""
+    groups = as_group_list(groups)
+    if named is None:
+        if not callable(getattr(model, "named_parameters", None)):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        named = list(model.named_parameters())
     grouped = [param for group in groups for param in group["params"]]
     trainable = {id(param) for _, param in named if param.requires_grad}
     grouped_ids = set(map(id, grouped))
@@ -292,11 +351,13 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def check_param_groups(groups: Iterable[dict], model: Any, *, named: Optional[list] = None) -> None:
+def check_param_groups(groups: Any, model: Any, *, named: Optional[list] = None) -> None:
     """Raise :class:`ParamGroupError` unless every trainable parameter of ``model`` is in exactly
     one group and every grouped tensor belongs to ``model``.
 
-    Works on the groups returned by this library and on ``optimizer.param_groups``. ``named``:
+    Works on the groups returned by this library, on ``optimizer.param_groups`` and on an
+    optimizer. A group's ``params`` given as an iterator is made a list in place (see
+    :func:`as_group_list`), so the groups stay usable. ``named``:
     ``list(model.named_parameters())``, when the caller has it already.
 
     Example:

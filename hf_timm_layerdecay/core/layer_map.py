@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 
 class LayerIdError(ValueError):
@@ -94,3 +94,52 @@ class LayerMap:
         if not prefix:
             return self
         return LayerMap({prefix + name: i for name, i in self.ids.items()}, self.num_layers, self.notes)
+
+
+#: A rule's frame may leave a slot or two empty (a head built without classifier); more is a rule
+#: numbering something else than this model (ConvNeXt-S's 14 ids on ConvNeXt-T) or a typo.
+MAX_EMPTY_IDS = 2
+
+
+def decay_effect_problems(layer_map: LayerMap, trainable: Iterable[str], *, from_rule: bool) -> list[str]:
+    """What about ``layer_map`` makes the decay differ from what a user would expect, in words:
+    every trainable parameter at one id (the decay does nothing), and, for a user's rule
+    (``from_rule``), more than :data:`MAX_EMPTY_IDS` ids between 0 and the top that hold no
+    parameter (every id below a gap loses one factor of the decay per empty id).
+
+    Example:
+        >>> decay_effect_problems(LayerMap({"a": 0, "b": 0}, 1), ["a", "b"], from_rule=False)[0][:51]
+        'all 2 trainable parameters have layer id 0: the lay'
+        >>> decay_effect_problems(LayerMap.from_ids({"stem": 0, "head": 100}), ["stem", "head"], from_rule=True)[0][:40]
+        'layer ids 1..99 hold no parameter (99 of'
+    """
+    trainable = list(trainable)
+    problems = []
+    trainable_ids = {layer_map.ids[name] for name in trainable}
+    if len(trainable_ids) == 1:
+        problems.append(
+            f"all {len(trainable)} trainable parameters have layer id {next(iter(trainable_ids))}: the layer decay has "
+            "no effect (every group gets the same lr). Pass a strategy that numbers them (a callable name -> id, or "
+            "a {regex: id} mapping), or layer_decay=None"
+        )
+    if from_rule:
+        top = max(layer_map.ids.values(), default=0)
+        empty = sorted(set(range(top + 1)) - set(layer_map.ids.values()))
+        if len(empty) > MAX_EMPTY_IDS:
+            problems.append(
+                f"layer ids {_spans(empty)} hold no parameter ({len(empty)} of {top + 1}): the scales still count them, "
+                "so every layer below a gap gets one more factor of the decay per empty id. Number the layers without "
+                "gaps, or give layer_decay as one scale per id"
+            )
+    return problems
+
+
+def _spans(ids: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1..3, 7"``."""
+    spans: list[list[int]] = []
+    for i in ids:
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(f"{a}..{b}" if b > a else str(a) for a, b in spans)

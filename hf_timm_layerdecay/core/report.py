@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
 
-from .groups import Coverage, param_group_coverage
+from .checks import check_number
+from .groups import Coverage, as_group_list, param_group_coverage
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class LayerDecayReport:
         return {"groups": [asdict(row) for row in self.rows], "coverage": coverage, "notes": list(self.notes)}
 
     def table(self, max_names: int = 3) -> str:
-        """A fixed-width table, one line per group, with the first ``max_names`` names."""
+        """A fixed-width table, one line per group, with the first ``max_names`` names (0: only
+        how many)."""
+        if isinstance(max_names, bool) or not isinstance(max_names, int) or max_names < 0:
+            raise ValueError(f"max_names must be an int >= 0, got {max_names!r}")
         header = ("group", "layer", "scale", "lr", "wd", "tensors", "elements", "parameters")
         lines = [
             (
@@ -94,7 +98,7 @@ class LayerDecayReport:
 
 
 def layer_decay_report(
-    groups: Iterable[dict],
+    groups: Any,
     model: Any = None,
     *,
     lr: Optional[float] = None,
@@ -103,7 +107,7 @@ def layer_decay_report(
     """Describe parameter groups (from :func:`auto_layer_decay` or ``optimizer.param_groups``).
 
     Args:
-        groups: the parameter groups.
+        groups: the parameter groups, or an optimizer.
         model: when given, names are looked up for groups without ``param_names`` and the
             report says whether every trainable parameter is in exactly one group.
         lr: base learning rate, to show the effective lr of groups that carry only
@@ -120,7 +124,11 @@ def layer_decay_report(
         >>> report.coverage.ok
         True
     """
-    groups = list(groups)
+    groups = as_group_list(groups)
+    check_number("lr", lr, allow_none=True, positive=True)
+    if model is not None and not callable(getattr(model, "named_parameters", None)):
+        raise TypeError(f"model must be a torch.nn.Module (or None), got {type(model).__name__}")
+    notes = [notes] if isinstance(notes, str) else list(notes)
     names_of = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
     rows = []
     for index, group in enumerate(groups):
@@ -163,6 +171,8 @@ def _num(value: Optional[float]) -> str:
 
 
 def _names(names: list[str], limit: int) -> str:
+    if limit <= 0:
+        return f"({len(names)} name{'s' if len(names) != 1 else ''})"
     shown = ", ".join(names[:limit])
     return shown + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
 

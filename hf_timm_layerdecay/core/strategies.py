@@ -14,9 +14,11 @@ Two shapes of rule are supported, both purely name based:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Callable, Iterable, Mapping, Union
 
 from .layer_map import LayerIdError, LayerMap, check_layer_id
+from .scales import LayerDecayWarning
 
 #: Value of a pattern mapping meaning "the id after every other id" (the head).
 LAST = "last"
@@ -41,15 +43,17 @@ def layer_map_from_rule(names: Iterable[str], rule: NameRule) -> LayerMap:
 
 def layer_map_from_patterns(names: Iterable[str], patterns: PatternRule) -> LayerMap:
     """Apply a ``{regex: id}`` mapping; every name must match one expression."""
-    compiled = [(re.compile(pattern), _check_pattern_value(pattern, value)) for pattern, value in patterns.items()]
+    compiled = [(_compile(pattern), _check_pattern_value(pattern, value)) for pattern, value in patterns.items()]
     ids: dict[str, int] = {}
     heads: list[str] = []
     unmatched: list[str] = []
+    used: set[int] = set()
     for name in names:
-        for regex, value in compiled:
+        for index, (regex, value) in enumerate(compiled):
             match = regex.match(name)
             if match is None:
                 continue
+            used.add(index)
             if value == LAST:
                 heads.append(name)
             else:
@@ -63,9 +67,28 @@ def layer_map_from_patterns(names: Iterable[str], patterns: PatternRule) -> Laye
             f"{len(unmatched)} parameter(s) match none of the layer patterns {list(patterns)}: {shown}. "
             f"Add a pattern for them, e.g. {{r'.*': 'last'}} as the final entry to send the rest to the head."
         )
+    # an unused catch-all for the head is harmless: the patterns before it numbered everything
+    unused = [p for i, (p, (_, value)) in enumerate(zip(patterns, compiled)) if i not in used and value != LAST]
+    if unused:
+        warnings.warn(
+            f"layer patterns that match no parameter: {unused}. Patterns are tried with re.match, which anchors at "
+            "the start of the name: r'fc' does not match 'blocks.0.fc.weight' (write r'.*fc' or r'blocks\\.\\d+\\.fc'), "
+            "and a pattern after a broader one never gets its turn",
+            LayerDecayWarning,
+            stacklevel=2,
+        )
     head_id = max(ids.values(), default=-1) + 1
     ids.update({name: head_id for name in heads})
     return LayerMap.from_ids(ids)
+
+
+def _compile(pattern: object) -> re.Pattern:
+    if not isinstance(pattern, str):
+        raise LayerIdError(f"layer pattern {pattern!r} must be a string (a regular expression), got {type(pattern).__name__}")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise LayerIdError(f"layer pattern {pattern!r} is not a valid regular expression: {exc}") from None
 
 
 def _captured_number(regex: re.Pattern, match: re.Match, name: str) -> int:

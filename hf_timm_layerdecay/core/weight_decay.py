@@ -2,13 +2,17 @@
 
 The rule of BEiT, MAE, timm and the original post: biases, every parameter with at most one
 dimension (norm weights, layer-scale gammas, scalar temperatures) and an explicit list of
-names (position embeddings, class tokens) are not decayed.
+names (position embeddings, class tokens) are not decayed. ConvNeXt-V2's recipe adds, by name,
+the ``gamma`` / ``beta`` of its global response norm (``grn``), which it stores 4-D as
+``(1, 1, 1, C)``. Other models that store a per-channel scale with broadcast dimensions (FastViT's
+and SwiftFormer's layer scales, ResMLP's affine) were trained by their authors with weight decay
+on it, through timm's 1-D rule, and keep it.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -29,10 +33,18 @@ class NameMatcher:
         ['nothing']
     """
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
+    def __init__(self, entries: Optional[Iterable[str]] = ()) -> None:
+        if entries is None:
+            entries = ()
         if isinstance(entries, str):  # a lone string would be iterated character by character
             entries = [entries]
         self.entries = list(dict.fromkeys(entries))
+        wrong = [e for e in self.entries if not isinstance(e, str)]
+        if wrong:
+            raise TypeError(
+                f"no-weight-decay entries must be strings (parameter names, module names or glob patterns), "
+                f"got {wrong[0]!r} ({type(wrong[0]).__name__})"
+            )
         self._exact = {e for e in self.entries if not _GLOB_CHARS & set(e)}
         self._globs = [e for e in self.entries if _GLOB_CHARS & set(e)]
         self._used: set[str] = set()
@@ -92,9 +104,18 @@ def no_weight_decay_list(model: object) -> list[str]:
     return [names] if isinstance(names, str) else list(names or ())
 
 
-def is_no_decay_shape(name: str, ndim: int) -> bool:
-    """Biases and parameters with at most one dimension are never weight-decayed."""
-    return ndim <= 1 or name.endswith(".bias")
+def is_no_decay_shape(name: str, shape: Sequence[int]) -> bool:
+    """Biases, parameters with at most one dimension, and the ``gamma`` / ``beta`` of a global
+    response norm (``grn``) stored with broadcast dimensions are never weight-decayed.
+
+    Example:
+        >>> is_no_decay_shape("stages.0.1.grn.gamma", (1, 1, 1, 96)), is_no_decay_shape("fc.weight", (1, 96))
+        (True, False)
+    """
+    if len(shape) <= 1 or name.endswith(".bias"):
+        return True
+    owner, _, leaf = name.rpartition(".")
+    return leaf in ("gamma", "beta") and owner.rpartition(".")[2] == "grn" and sum(size != 1 for size in shape) <= 1
 
 
 def _name_and_parents(name: str) -> Iterable[str]:

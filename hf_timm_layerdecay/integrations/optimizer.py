@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..api import auto_layer_decay
+from ..core.checks import check_number
 from ..core.scales import LayerDecay
 from .resume import guard_resume
 
@@ -51,7 +52,10 @@ def create_optimizer(
             it; everything else goes to the optimizer (``betas``, ``momentum``, ``fused``, ...).
 
     The optimizer refuses to ``load_state_dict`` a checkpoint whose groups differ from its own
-    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs.
+    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs. A
+    model on the meta device is refused: materialising it (``to_empty``, loading weights)
+    replaces its parameters, and an optimizer built before would hold the old ones and train
+    nothing (``auto_layer_decay`` works on such a model, to inspect it).
 
     Example:
         >>> import torch
@@ -60,12 +64,24 @@ def create_optimizer(
         >>> [(g["name"], g["lr"]) for g in optimizer.param_groups]
         [('layer_0_decay', 0.05), ('layer_0_no_decay', 0.05), ('layer_1_decay', 0.1), ('layer_1_no_decay', 0.1)]
     """
+    check_number("lr", lr, positive=True)  # the optimizer's default lr too: None is no choice here
     build = resolve_optimizer(opt)
     group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
     groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)
+    _refuse_meta_tensors(groups)
     optimizer = guard_resume(build(groups, lr=lr, weight_decay=weight_decay, **kwargs))
     logger.info("created %s with %d parameter groups", type(optimizer).__name__, len(optimizer.param_groups))
     return optimizer
+
+
+def _refuse_meta_tensors(groups: list[dict]) -> None:
+    meta = next((name for g in groups for name, p in zip(g["param_names"], g["params"]) if p.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"parameter {meta!r} is on the meta device: model.to_empty() or loading the weights replaces the "
+            "parameters, and an optimizer built now would keep the placeholders and train nothing. Create the "
+            "optimizer after the model is materialised (auto_layer_decay works on meta models, to inspect them)"
+        )
 
 
 def resolve_optimizer(opt: OptimizerSpec) -> Callable[..., torch.optim.Optimizer]:

@@ -26,8 +26,10 @@ from transformers import Trainer, TrainingArguments
 from transformers import __version__ as transformers_version
 
 from ..adapters.options import AutoStrategy
-from ..api import auto_layer_decay
 from .._compat import call_create_optimizer, is_optimizer_factory
+from ..api import NAMED_STRATEGIES, auto_layer_decay
+from ..core.scales import check_decay_options
+from ..core.weight_decay import NameMatcher
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -78,9 +80,17 @@ class LayerDecayTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}; typical values are 0.65-0.9")
-        AutoStrategy(granularity=self.layer_decay_granularity)  # validates the choice early
+        # the same checks as auto_layer_decay's, made here so that a bad value set in Python (the
+        # parser's choices do not guard that) fails before training, not at the first step
+        check_decay_options(
+            self.layer_decay, min_scale=self.layer_decay_min_scale, normalize_depth=self.layer_decay_normalize_depth
+        )
+        if self.layer_decay_strategy not in NAMED_STRATEGIES:
+            raise ValueError(
+                f"layer_decay_strategy must be one of {list(NAMED_STRATEGIES)}, got {self.layer_decay_strategy!r}"
+            )
+        AutoStrategy(granularity=self.layer_decay_granularity)
+        NameMatcher(self.no_weight_decay_names)  # strings only
 
 
 class LayerDecayTrainer(Trainer):
@@ -109,6 +119,14 @@ class LayerDecayTrainer(Trainer):
         if layer_decay is not None and from_args is not None and layer_decay != from_args:
             raise ValueError(f"layer_decay={layer_decay} disagrees with args.layer_decay={from_args}; give one")
         self.layer_decay = layer_decay if layer_decay is not None else from_args
+        check_decay_options(self.layer_decay)
+        if self.layer_decay is not None and self.optimizer is not None:
+            raise ValueError(
+                f"LayerDecayTrainer got layer_decay={self.layer_decay} and a ready optimizer (optimizers=(optimizer, "
+                "...)): the Trainer trains with that optimizer as it is, so the decay would be lost. Leave the optimizer "
+                "out (the Trainer then builds args.optim with the decay), or build it with "
+                "create_optimizer(model, ..., layer_decay=...) and pass it to a plain Trainer"
+            )
         if self.layer_decay is not None and self.is_deepspeed_enabled:
             config = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
             for problem in deepspeed_layer_decay_problems(config):
@@ -148,11 +166,13 @@ class LayerDecayTrainer(Trainer):
         optimizer makes its own groups (GaLore, LOMO, Muon ...)."""
         if self.optimizer_cls_and_kwargs is not None:
             optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+            chosen = f"optimizer_cls_and_kwargs=({getattr(optimizer_cls, '__name__', optimizer_cls)}, ...)"
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            chosen = f"optim={self.args.optim!r}"
         if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _OWN_GROUPS):
             raise ValueError(
-                f"optim={self.args.optim!r} builds its own parameter groups, so layer decay cannot be applied; "
+                f"{chosen} builds its own parameter groups, so layer decay cannot be applied; "
                 "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
                 "or set layer_decay=None"
             )

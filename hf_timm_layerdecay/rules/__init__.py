@@ -7,6 +7,6 @@ papers they come from; ``strategy="auto"`` needs none of them.
 """
 
 from .beit import get_num_layer_for_vit
-from .convnext import get_num_layer_for_convnext
+from .convnext import convnext_num_max_layer, get_num_layer_for_convnext
 
-__all__ = ["get_num_layer_for_vit", "get_num_layer_for_convnext"]
+__all__ = ["get_num_layer_for_vit", "get_num_layer_for_convnext", "convnext_num_max_layer"]

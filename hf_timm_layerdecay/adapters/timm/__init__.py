@@ -34,8 +34,6 @@ from, rebuilt without weights on the meta device, so that their scales match it.
 
 from __future__ import annotations
 
-import logging
-
 from torch import nn
 
 from ...core.layer_map import LayerMap
@@ -45,8 +43,6 @@ from .grouping import model_map
 from .identify import classifier_names, is_timm_model, single_timm_model, summarize
 from .naming import is_position_or_token, position_and_token_names
 from .wrapper import listed_no_weight_decay, user_wrapper_map
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "applies", "layer_map", "timm_model_map", "is_timm_model", "classifier_names",
@@ -117,9 +113,9 @@ def timm_model_map(model: nn.Module, granularity: str = "block") -> LayerMap:
     """Layer ids for a timm model (see the module docstring for the rules)."""
     found = feature_extractor_map(model, granularity) if is_feature_extractor(model) else model_map(model, granularity)
     if len(set(found.ids.values())) < 2 and len(found.ids) > 1:
-        logger.warning(
-            "%s: all %d parameters (%s) got one layer id; layer-wise decay has no effect. "
-            "Pass a strategy rule (a callable or {regex: id}) to number them.",
-            type(model).__name__, len(found.ids), summarize(list(found.ids)),
+        note = (
+            f"{type(model).__name__}: timm's grouping puts all {len(found.ids)} parameters "
+            f"({summarize(list(found.ids))}) in one layer"
         )
+        found = LayerMap(found.ids, found.num_layers, (*found.notes, note))
     return found

@@ -14,6 +14,7 @@ from torch import nn
 from ..._compat import fix_timm_group_matcher
 from ...core.layer_map import LayerMap
 from ..paths import shared_depth
+from ..run_order import CONTAINERS
 from ..structural import structural_layer_map
 from ..walk import walk
 from .identify import classifier_names, summarize
@@ -22,7 +23,6 @@ from .naming import is_position_or_token
 
 logger = logging.getLogger(__name__)
 
-_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 #: A parameter name that no group_matcher pattern matches: it finds timm's "unmatched" group.
 _UNMATCHED_PROBE = "\x00unmatched\x00"
 
@@ -174,7 +174,7 @@ def _overlapping_block_lists(
     a group holds a sizeable share (a quarter or more of its elements) of two lists, and the
     list registered second starts in an earlier group than the one where the first list ends.
     """
-    lists = [name for name, child in model._modules.items() if isinstance(child, _CONTAINERS)]
+    lists = [name for name, child in model._modules.items() if isinstance(child, CONTAINERS)]
     if len(lists) < 2:
         return None
     tops = {(group, name.partition(".")[0]) for name, group in groups.items()}
@@ -286,7 +286,7 @@ def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Opt
             path = ".".join(parts[: k + 1])
             item = f"{path}.{parts[k + 1]}"
             if item not in is_container:
-                is_container[item] = isinstance(walk(model).modules[item], _CONTAINERS)
+                is_container[item] = isinstance(walk(model).modules[item], CONTAINERS)
             if not is_container[item]:
                 return path, parts[k + 1]
     return None
