@@ -101,10 +101,14 @@ def call_create_optimizer(
     create_optimizer: Callable[..., torch.optim.Optimizer], trainer: Any, model: Optional[nn.Module]
 ) -> torch.optim.Optimizer:
     """``create_optimizer(model)`` where the Trainer takes a model; else ``create_optimizer()``,
-    refusing a ``model`` other than the Trainer's own, which that version would silently ignore."""
+    refusing a ``model`` other than the Trainer's own (or a wrapper of it: DDP, DataParallel,
+    ``torch.compile``), which that version would silently ignore."""
     if create_optimizer_takes_model(create_optimizer):
         return create_optimizer(model)
-    if model is not None and model is not trainer.model and model is not getattr(trainer, "model_wrapped", None):
+    from .adapters.wrappers import unwrap
+
+    own = {id(trainer.model), id(getattr(trainer, "model_wrapped", None))}
+    if model is not None and id(model) not in own and id(unwrap(model)) not in own:
         import transformers
 
         raise TypeError(

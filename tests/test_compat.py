@@ -37,6 +37,8 @@ def test_create_optimizer_is_called_the_way_the_installed_trainer_takes_it():
     without_model = lambda: "built for trainer.model"  # noqa: E731 - transformers < 5.3
     assert call_create_optimizer(without_model, trainer, None) == "built for trainer.model"
     assert call_create_optimizer(without_model, trainer, trainer.model) == "built for trainer.model"
+    # a wrapper of the trainer's own model (DataParallel, DDP, torch.compile) is that model
+    assert call_create_optimizer(without_model, trainer, nn.DataParallel(trainer.model)) == "built for trainer.model"
     with pytest.raises(TypeError, match=r"create_optimizer\(model=\.\.\.\) with another model needs transformers >= 5.3"):
         call_create_optimizer(without_model, trainer, other)
 
