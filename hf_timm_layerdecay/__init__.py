@@ -40,6 +40,9 @@ _EXPORTS = {
     "ParamGroupError": ".core.groups",
     "LayerDecayTrainer": ".integrations.trainer",
     "LayerDecayTrainingArguments": ".integrations.trainer",
+    "LayerDecayMixin": ".integrations.trainer",
+    "LayerDecayWatchdog": ".integrations.callbacks",
+    "check_lr_ratios": ".core.lr_ratios",
 }
 
 __all__ = list(_EXPORTS)
@@ -52,7 +55,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .core.report import LayerDecayReport, layer_decay_report
     from .core.scales import LayerDecayError, LayerDecayWarning
     from .integrations.optimizer import create_optimizer
-    from .integrations.trainer import LayerDecayTrainer, LayerDecayTrainingArguments
+    from .core.lr_ratios import check_lr_ratios
+    from .integrations.callbacks import LayerDecayWatchdog
+    from .integrations.trainer import LayerDecayMixin, LayerDecayTrainer, LayerDecayTrainingArguments
     from .rules import get_num_layer_for_convnext, get_num_layer_for_vit
     from .seed import LayerDecayValueAssigner, get_parameter_groups
 

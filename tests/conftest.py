@@ -7,11 +7,8 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests import their helpers (mod
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "long: takes minutes; collected first (see pytest_collection_modifyitems)")
-
-
-def pytest_collection_modifyitems(items):
-    """Long tests first: under ``-n 2 --dist worksteal`` (the README's test command) one worker
-    starts the fine-tuning notebook while the other runs the rest and then steals the first
-    worker's queue, instead of the notebook starting last and running alone."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    config.addinivalue_line(
+        "markers",
+        "long: takes minutes and both cores (the fine-tuning notebook); the README's test command runs "
+        "these after the others, alone, since a 2-thread torch job beside another process slows down several times",
+    )

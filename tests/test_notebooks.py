@@ -18,7 +18,7 @@ def test_there_are_notebooks():
     assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
-#: the fine-tuning notebook trains nine times (several minutes): marked long, so it starts first
+#: the fine-tuning notebook trains nine times (minutes, on both cores): marked long, run alone
 LONG = {"03_finetuning_with_layer_decay"}
 
 

@@ -30,6 +30,7 @@ from .._compat import call_create_optimizer, is_optimizer_factory
 from ..api import NAMED_STRATEGIES, auto_layer_decay
 from ..core.scales import check_decay_options
 from ..core.weight_decay import NameMatcher
+from .callbacks import LayerDecayWatchdog
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -93,36 +94,47 @@ class LayerDecayTrainingArguments(TrainingArguments):
         NameMatcher(self.no_weight_decay_names)  # strings only
 
 
-class LayerDecayTrainer(Trainer):
-    """A ``Trainer`` whose optimizer applies layer-wise learning-rate decay.
+class LayerDecayMixin:
+    """Layer-wise learning-rate decay for any ``transformers.Trainer`` subclass.
+
+    Put it first among the bases, before the Trainer class, so that its ``create_optimizer``
+    and ``log`` run first and its ``layer_decay`` keyword is taken before the Trainer's
+    ``__init__`` sees the others::
+
+        class SFTTrainerWithDecay(LayerDecayMixin, SFTTrainer):
+            pass
+
+        trainer = SFTTrainerWithDecay(model=model, args=args, train_dataset=data, layer_decay=0.8)
+
+    What it changes: ``create_optimizer`` builds the Trainer's own optimizer choice from
+    layer-decayed groups (:class:`LayerDecayTrainer`); the logged ``learning_rate`` is the head's;
+    a :class:`~hf_timm_layerdecay.integrations.callbacks.LayerDecayWatchdog` warns at the first
+    step where the groups' lrs stop following the decay.
 
     Args:
         layer_decay: the decay; defaults to ``args.layer_decay`` when ``args`` is a
-            :class:`LayerDecayTrainingArguments`. ``None``: a plain ``Trainer``.
-        *args, **kwargs: everything ``Trainer`` takes.
-
-    Example:
-        >>> import tempfile, torch
-        >>> from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
-        >>> model = BertForSequenceClassification(BertConfig(
-        ...     hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50))
-        >>> args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=1e-3, use_cpu=True, report_to=[])
-        >>> trainer = LayerDecayTrainer(model=model, args=args, layer_decay=0.5)
-        >>> optimizer = trainer.create_optimizer()
-        >>> sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups})  # embeddings, 2 blocks, head
-        [(0, 0.000125), (1, 0.00025), (2, 0.0005), (3, 0.001)]
+            :class:`LayerDecayTrainingArguments` (read when the optimizer is built, so that
+            ``hyperparameter_search`` can search it). ``None``: the subclass unchanged.
+        *args, **kwargs: everything the Trainer subclass takes.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        if Trainer in mro and mro.index(Trainer) < mro.index(LayerDecayMixin):
+            raise TypeError(
+                f"{cls.__name__}: LayerDecayMixin must come before the Trainer class among the bases "
+                f"(class {cls.__name__}(LayerDecayMixin, {next(b.__name__ for b in cls.__bases__ if issubclass(b, Trainer))})), "
+                "else the Trainer's create_optimizer runs instead of the mixin's and the decay is lost"
+            )
+
     def __init__(self, *args: Any, layer_decay: Optional[float] = None, **kwargs: Any) -> None:
+        check_decay_options(layer_decay)
+        self._given_layer_decay = layer_decay
         super().__init__(*args, **kwargs)
-        from_args = getattr(self.args, "layer_decay", None)
-        if layer_decay is not None and from_args is not None and layer_decay != from_args:
-            raise ValueError(f"layer_decay={layer_decay} disagrees with args.layer_decay={from_args}; give one")
-        self.layer_decay = layer_decay if layer_decay is not None else from_args
-        check_decay_options(self.layer_decay)
         if self.layer_decay is not None and self.optimizer is not None:
             raise ValueError(
-                f"LayerDecayTrainer got layer_decay={self.layer_decay} and a ready optimizer (optimizers=(optimizer, "
+                f"{type(self).__name__} got layer_decay={self.layer_decay} and a ready optimizer (optimizers=(optimizer, "
                 "...)): the Trainer trains with that optimizer as it is, so the decay would be lost. Leave the optimizer "
                 "out (the Trainer then builds args.optim with the decay), or build it with "
                 "create_optimizer(model, ..., layer_decay=...) and pass it to a plain Trainer"
@@ -131,6 +143,23 @@ class LayerDecayTrainer(Trainer):
             config = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
             for problem in deepspeed_layer_decay_problems(config):
                 warnings.warn(problem, UserWarning, stacklevel=2)
+        if not any(isinstance(c, LayerDecayWatchdog) for c in self.callback_handler.callbacks):
+            self.add_callback(LayerDecayWatchdog())
+
+    @property
+    def layer_decay(self) -> Optional[float]:
+        """The decay in force: the ``layer_decay`` given to the Trainer, else ``args.layer_decay``
+        as it is now (a hyperparameter search sets it per trial)."""
+        from_args = getattr(self.args, "layer_decay", None)
+        given = self._given_layer_decay
+        if given is not None and from_args is not None and given != from_args:
+            raise ValueError(f"layer_decay={given} disagrees with args.layer_decay={from_args}; give one")
+        return given if given is not None else from_args
+
+    @layer_decay.setter
+    def layer_decay(self, value: Optional[float]) -> None:
+        check_decay_options(value)
+        self._given_layer_decay = value
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         """The Trainer's optimizer class and arguments, with layer-decayed parameter groups."""
@@ -209,6 +238,28 @@ class LayerDecayTrainer(Trainer):
                 if getattr(self.args, "log_lr_per_layer", False):
                     logs.update({f"learning_rate_layer_{i}": lr for i, lr in sorted(by_layer.items())})
         super().log(logs, start_time)
+
+
+class LayerDecayTrainer(LayerDecayMixin, Trainer):
+    """A ``Trainer`` whose optimizer applies layer-wise learning-rate decay
+    (:class:`LayerDecayMixin` on ``transformers.Trainer``).
+
+    Args:
+        layer_decay: the decay; defaults to ``args.layer_decay`` when ``args`` is a
+            :class:`LayerDecayTrainingArguments`. ``None``: a plain ``Trainer``.
+        *args, **kwargs: everything ``Trainer`` takes.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+        >>> model = BertForSequenceClassification(BertConfig(
+        ...     hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50))
+        >>> args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=1e-3, use_cpu=True, report_to=[])
+        >>> trainer = LayerDecayTrainer(model=model, args=args, layer_decay=0.5)
+        >>> optimizer = trainer.create_optimizer()
+        >>> sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups})  # embeddings, 2 blocks, head
+        [(0, 0.000125), (1, 0.00025), (2, 0.0005), (3, 0.001)]
+    """
 
 
 def layer_learning_rates(optimizer: torch.optim.Optimizer) -> dict[int, float]:

@@ -1,0 +1,32 @@
+"""``transformers.TrainerCallback`` s for layer decay, usable with any Trainer subclass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..core.lr_ratios import check_lr_ratios
+
+
+class LayerDecayWatchdog(TrainerCallback):
+    """Warn, once per cause, at the first step where the optimizer's learning rates stop being
+    ``head lr x scale`` (:func:`~hf_timm_layerdecay.core.lr_ratios.check_lr_ratios`): a scheduler
+    with an absolute floor, DeepSpeed's scheduler writing one lr, a callback resetting the lrs.
+
+    :class:`~hf_timm_layerdecay.LayerDecayTrainer` (and every :class:`LayerDecayMixin` Trainer)
+    adds one; with a plain Trainer given layer-decayed groups, add it yourself:
+    ``Trainer(..., optimizers=(optimizer, scheduler), callbacks=[LayerDecayWatchdog()])``.
+    It checks when training begins and before every optimizer step (the lrs that step uses),
+    reading each group's ``lr`` and ``scale``: microseconds.
+    """
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        if optimizer is not None:
+            check_lr_ratios(optimizer)
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
+        # the lrs this step will use: a scheduler step after it may restore them, hiding a change
+        # made for this one step (a hand-written warmup in a callback)
+        if optimizer is not None:
+            check_lr_ratios(optimizer)
