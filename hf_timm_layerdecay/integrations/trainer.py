@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -167,6 +168,8 @@ class LayerDecayMixin:
             return call_create_optimizer(super().create_optimizer, self, model)
         opt_model = self.model if model is None else model
         optimizer_cls, optimizer_kwargs = self._optimizer_cls_and_kwargs(opt_model)
+        if "optimizer_dict" in optimizer_kwargs:
+            opt_model, optimizer_kwargs = self._trained_modules(optimizer_kwargs)
         groups = self._layer_decay_groups(opt_model, optimizer_kwargs)
         # The base class builds the optimizer from a "params" entry of these arguments (how GaLore
         # hands it groups) and then does what it does to every optimizer it builds: keep the
@@ -199,13 +202,38 @@ class LayerDecayMixin:
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             chosen = f"optim={self.args.optim!r}"
-        if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _OWN_GROUPS):
+        own_groups = [key for key in _OWN_GROUPS if key in optimizer_kwargs]
+        if own_groups == ["optimizer_dict"] and _loss_modules(self) is not None:
+            return optimizer_cls, optimizer_kwargs  # sentence-transformers: see _trained_modules
+        if is_optimizer_factory(optimizer_cls) or own_groups:
             raise ValueError(
                 f"{chosen} builds its own parameter groups, so layer decay cannot be applied; "
                 "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
                 "or set layer_decay=None"
             )
         return optimizer_cls, optimizer_kwargs
+
+    def _trained_modules(self, optimizer_kwargs: dict) -> tuple[nn.Module, dict]:
+        """sentence-transformers trains its loss modules, which hold the model and weights of their
+        own (``SoftmaxLoss``'s classifier), and hands the Trainer their parameters as
+        ``optimizer_dict``. The decay is computed over those modules (the loss's own weights run
+        after the encoder: the head's id), and the optimizer gets our groups instead."""
+        if getattr(self.args, "learning_rate_mapping", None):
+            raise ValueError(
+                f"learning_rate_mapping={self.args.learning_rate_mapping} sets the lr of the parameters it matches, and "
+                f"layer_decay={self.layer_decay} sets the lr of every parameter: give one of them (layer_decay=None keeps "
+                "the mapping)"
+            )
+        modules = _loss_modules(self)
+        listed = {id(p) for group in optimizer_kwargs["optimizer_dict"] for p in group["params"]}
+        held = {id(p) for p in modules.parameters() if p.requires_grad}
+        if listed != held:
+            raise ValueError(
+                f"{type(self).__name__}.get_optimizer_cls_and_kwargs lists {len(listed)} parameters in 'optimizer_dict', "
+                f"but its loss modules hold {len(held)} trainable ones; layer decay can only be computed over modules "
+                "that hold exactly what is trained. Set layer_decay=None for this Trainer"
+            )
+        return modules, {k: v for k, v in optimizer_kwargs.items() if k != "optimizer_dict"}
 
     def _layer_decay_groups(self, model: nn.Module, optimizer_kwargs: dict) -> list[dict]:
         return auto_layer_decay(
@@ -238,6 +266,15 @@ class LayerDecayMixin:
                 if getattr(self.args, "log_lr_per_layer", False):
                     logs.update({f"learning_rate_layer_{i}": lr for i, lr in sorted(by_layer.items())})
         super().log(logs, start_time)
+
+
+def _loss_modules(trainer: Any) -> Optional[nn.Module]:
+    """The loss module(s) of a sentence-transformers Trainer, as it optimizes them (a dict of
+    losses becomes an ``nn.Sequential`` named by dataset); ``None`` for other Trainers."""
+    loss = getattr(trainer, "loss", None)
+    if isinstance(loss, dict) and loss and all(isinstance(m, nn.Module) for m in loss.values()):
+        return nn.Sequential(OrderedDict(loss))
+    return loss if isinstance(loss, nn.Module) else None
 
 
 class LayerDecayTrainer(LayerDecayMixin, Trainer):

