@@ -216,3 +216,118 @@ def test_sentence_transformers_learning_rate_mapping_and_layer_decay_are_refused
     trainer, _, _ = sentence_transformers_setup(tmp_path, learning_rate_mapping={"classifier": 1e-2})
     with pytest.raises(ValueError, match=r"learning_rate_mapping=\{'classifier': 0.01\} sets the lr .* give one of them"):
         trainer.create_optimizer()
+
+
+def tiny_llama_and_tokenizer():
+    """A 2-block Llama and a word-level tokenizer built from a vocabulary written here (offline)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = "the a dog cat runs sleeps sun rain is hot cold good bad".split()
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>", *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    ))
+    return model, tokenizer
+
+
+def sft_trainer(tmp_path, **kwargs):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    class SFTTrainerWithDecay(LayerDecayMixin, SFTTrainer):
+        pass
+
+    model, tokenizer = tiny_llama_and_tokenizer()
+    texts = ["the dog runs", "the cat sleeps", "the sun is hot", "the rain is cold"] * 2
+    args = SFTConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3, report_to=[],
+        save_strategy="no", use_cpu=True, logging_steps=1, max_length=16, disable_tqdm=True, seed=0,
+        lr_scheduler_type="cosine",
+    )
+    recorder = LrRecorder()
+    trainer = SFTTrainerWithDecay(
+        model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}), processing_class=tokenizer,
+        layer_decay=0.5, callbacks=[recorder], **kwargs,
+    )
+    return trainer, recorder
+
+
+def test_trl_sft_trainer_with_the_mixin(tmp_path):
+    trainer, recorder = sft_trainer(tmp_path)
+    model = trainer.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    # embeddings 0, blocks 1-2, final norm and the (untied) lm_head 3
+    assert sorted(recorder.seen[0]) == [0, 1, 2, 3] and recorder.seen[0][3] == 1e-3
+    for lrs in recorder.seen:  # cosine to 0 over 2 steps: the ratios at every step
+        assert_decay(lrs, 0.5)
+    ids = {n: g["layer_id"] for g in trainer.optimizer.param_groups for n in g["param_names"]}
+    assert ids["model.embed_tokens.weight"] == 0 and ids["model.layers.1.mlp.up_proj.weight"] == 2
+    assert ids["lm_head.weight"] == 3
+    assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_trl_sft_trainer_with_a_peft_config_decays_the_lora_weights_trl_adds(tmp_path):
+    pytest.importorskip("peft")
+    from peft import LoraConfig
+
+    trainer, recorder = sft_trainer(tmp_path, peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer.train()
+    groups = trainer.optimizer.param_groups
+    ids = {n: g["layer_id"] for g in groups for n in g["param_names"]}
+    # only the LoRA matrices TRL added in __init__ train; each gets the id of its block (the frame of
+    # the whole model: embeddings 0, blocks 1-2, head 3)
+    assert all(".lora_" in n for n in ids) and len(ids) == 8
+    assert {ids[n] for n in ids if ".layers.0." in n} == {1} and {ids[n] for n in ids if ".layers.1." in n} == {2}
+    assert recorder.seen[0] == {1: pytest.approx(2.5e-4), 2: pytest.approx(5e-4)}
+
+
+def preference_trainer(tmp_path, kind):
+    """TRL's DPOTrainer (a reference copy of the model, preference pairs) or GRPOTrainer (two
+    generations per prompt, a length reward), with the mixin."""
+    pytest.importorskip("trl")
+    import copy
+
+    from datasets import Dataset
+    import trl
+
+    model, tokenizer = tiny_llama_and_tokenizer()
+    prompts = ["the dog", "the sun", "the cat", "the rain"]
+    common = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3,
+                  report_to=[], save_strategy="no", use_cpu=True, logging_steps=1, disable_tqdm=True, seed=0)
+    if kind == "dpo":
+        base, args = trl.DPOTrainer, trl.DPOConfig(**common)
+        data = Dataset.from_dict({"prompt": prompts, "chosen": [" runs", " is hot", " sleeps", " is cold"],
+                                  "rejected": [" is cold", " sleeps", " is hot", " runs"]})
+        extra = dict(ref_model=copy.deepcopy(model))  # without one, TRL reloads the policy from the hub
+    else:
+        base, args = trl.GRPOTrainer, trl.GRPOConfig(num_generations=2, max_completion_length=4, **common)
+        data = Dataset.from_dict({"prompt": prompts})
+        extra = dict(reward_funcs=lambda completions, **kwargs: [float(len(c)) for c in completions])
+    trainer_class = type(f"{base.__name__}WithDecay", (LayerDecayMixin, base), {})
+    recorder = LrRecorder()
+    trainer = trainer_class(model=model, args=args, train_dataset=data, processing_class=tokenizer, layer_decay=0.5,
+                            callbacks=[recorder], **extra)
+    return trainer, recorder
+
+
+@pytest.mark.parametrize("kind", ["dpo", "grpo"])
+def test_trl_preference_trainers_with_the_mixin(tmp_path, kind):
+    trainer, recorder = preference_trainer(tmp_path, kind)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert sorted(recorder.seen[0]) == [0, 1, 2, 3] and recorder.seen[0][3] == 1e-3
+    for lrs in recorder.seen:
+        assert_decay(lrs, 0.5)
+    trained = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert trained == {id(p) for p in trainer.model.parameters()}  # the policy, all of it; no reference model
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
