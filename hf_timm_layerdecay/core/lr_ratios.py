@@ -33,7 +33,9 @@ def check_lr_ratios(
 
     Each group with a ``scale`` (every group this library builds) should have
     ``lr = reference lr x scale``, the reference being the group with the largest scale (the
-    head). Groups without a ``scale`` (added by hand) are not checked.
+    head). Groups without a ``scale`` (added by hand) are not checked. Groups built without
+    ``lr`` (carrying ``lr_scale``) all hold the optimizer's one lr until a timm scheduler applies
+    the scales: check them after its first step.
 
     Args:
         optimizer: an optimizer (or a wrapper with ``param_groups``: accelerate's, timm's
@@ -59,16 +61,24 @@ def check_lr_ratios(
     if len(scaled) < 2 or len({float(g["scale"]) for g in scaled}) < 2:
         return []  # one scale: nothing to keep relative
     problems = _problems(scaled, rtol)
-    if warn and problems and hasattr(optimizer, "param_groups"):
-        seen = _warned.setdefault(optimizer, set())
+    if warn and problems:
+        seen = _warned_causes(optimizer)
         for cause, message in problems:
             if cause not in seen:
                 seen.add(cause)
                 warnings.warn(message, LayerDecayWarning, stacklevel=2)
-    elif warn:
-        for _, message in problems:
-            warnings.warn(message, LayerDecayWarning, stacklevel=2)
     return [message for _, message in problems]
+
+
+def _warned_causes(optimizer: Any) -> set[str]:
+    """The causes already warned about for this optimizer; a fresh set (warn every time) for a
+    list of groups or an object that takes no weak reference."""
+    if not hasattr(optimizer, "param_groups"):
+        return set()
+    try:
+        return _warned.setdefault(optimizer, set())
+    except TypeError:
+        return set()
 
 
 def _problems(groups: list[dict], rtol: float) -> list[tuple[str, str]]:
