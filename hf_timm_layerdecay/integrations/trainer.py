@@ -203,9 +203,10 @@ class LayerDecayMixin:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
             chosen = f"optim={self.args.optim!r}"
         own_groups = [key for key in _OWN_GROUPS if key in optimizer_kwargs]
-        if own_groups == ["optimizer_dict"] and _loss_modules(self) is not None:
-            return optimizer_cls, optimizer_kwargs  # sentence-transformers: see _trained_modules
-        if is_optimizer_factory(optimizer_cls) or own_groups:
+        # sentence-transformers lists its loss modules' parameters as optimizer_dict (see
+        # _trained_modules); a factory is refused there too, since it would ignore our groups
+        from_loss_modules = own_groups == ["optimizer_dict"] and _loss_modules(self) is not None
+        if is_optimizer_factory(optimizer_cls) or (own_groups and not from_loss_modules):
             raise ValueError(
                 f"{chosen} builds its own parameter groups, so layer decay cannot be applied; "
                 "choose an optimizer that takes parameter groups (e.g. adamw_torch_fused, adafactor, sgd) "
