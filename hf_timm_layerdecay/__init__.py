@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "auto_layer_decay": ".api",
     "layer_ids": ".api",
-    "AutoStrategy": ".adapters.options",
+    "AutoStrategy": ".config",
+    "LayerDecayConfig": ".config",
     "create_optimizer": ".integrations.optimizer",
     "layer_decay_report": ".core.report",
     "LayerDecayReport": ".core.report",
@@ -48,7 +49,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from .adapters.options import AutoStrategy
+    from .config import AutoStrategy, LayerDecayConfig
     from .api import auto_layer_decay, layer_ids
     from .core.groups import ParamGroupError, check_param_groups
     from .core.layer_map import LayerIdError

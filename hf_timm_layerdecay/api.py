@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from torch import nn
 
 from .adapters import family_no_weight_decay, infer_layer_map
-from .adapters.options import AutoStrategy
 from .adapters.walk import walk, walks_once
 from .adapters.wrappers import ModelView, canonical_name, view
-from .core.checks import check_flag, check_number
+from .config import NAMED_STRATEGIES, AutoStrategy, LayerDecayConfig, Strategy, check_strategy
+from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
-from .core.scales import LayerDecay, LayerDecayWarning, as_number, check_decay_options, is_decay_off, layer_scales
-from .core.strategies import PatternRule, layer_map_from_patterns, layer_map_from_rule
+from .core.multipliers import Multipliers
+from .core.scales import LayerDecayWarning, as_number, is_decay_off, layer_scales
+from .core.strategies import layer_map_from_patterns, layer_map_from_rule
 from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
 
 logger = logging.getLogger(__name__)
 
-#: ``"auto"`` (the model's adapter, else its structure), ``"structural"`` (structure only),
-#: an :class:`AutoStrategy` with options, a callable ``name -> id`` or a ``{regex: id}`` mapping.
-Strategy = Union[str, AutoStrategy, Callable[[str], int], PatternRule]
-NAMED_STRATEGIES = {"auto": AutoStrategy(), "structural": AutoStrategy(family_adapters=False)}
+__all__ = ["NAMED_STRATEGIES", "Strategy", "auto_layer_decay", "check_strategy", "layer_ids", "resolve_layer_map"]
 
 
 @walks_once
@@ -63,21 +61,6 @@ def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap
     return _layer_map(view(model), strategy)
 
 
-def check_strategy(strategy: object) -> Strategy:
-    """``strategy`` with a name resolved to its :class:`AutoStrategy`; an error for anything that
-    is no strategy (checked even where no map is needed, as with ``layer_decay=None``)."""
-    if isinstance(strategy, str):
-        if strategy not in NAMED_STRATEGIES:
-            raise ValueError(
-                f"unknown strategy {strategy!r}; use one of {list(NAMED_STRATEGIES)}, an AutoStrategy, "
-                "a callable or a mapping"
-            )
-        return NAMED_STRATEGIES[strategy]
-    if not isinstance(strategy, (AutoStrategy, Mapping)) and not callable(strategy):
-        raise TypeError(f"strategy must be 'auto', 'structural', an AutoStrategy, a callable or a mapping, got {strategy!r}")
-    return strategy
-
-
 def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     canonical_names = list(seen.canonical_of.values())
     strategy = check_strategy(strategy)
@@ -104,16 +87,10 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
 @walks_once
 def auto_layer_decay(
     model: nn.Module,
+    config: Optional[LayerDecayConfig] = None,
     *,
     lr: Optional[float] = None,
-    layer_decay: Optional[LayerDecay] = 0.75,
-    weight_decay: float = 0.05,
-    strategy: Strategy = "auto",
-    min_scale: float = 0.0,
-    normalize_depth: Optional[float] = None,
-    no_weight_decay: Iterable[str] = (),
-    model_no_weight_decay: bool = True,
-    allow_decay_above_one: bool = False,
+    **options: Any,
 ) -> list[dict]:
     """Optimizer parameter groups with layer-wise learning-rate decay.
 
@@ -126,31 +103,21 @@ def auto_layer_decay(
 
     Args:
         model: any ``nn.Module``, bare or wrapped (DDP, ``torch.compile``, FSDP1).
+        config: a :class:`~hf_timm_layerdecay.LayerDecayConfig`; ``options`` change it.
         lr: base learning rate (the head's). When given, every group carries its real
             ``lr = lr * scale`` and works with any scheduler; when omitted, groups carry
             ``lr_scale`` instead, which only timm's schedulers and BEiT/MAE-style loops apply.
-        layer_decay: a float ``d`` (``scale = d ** (num_layers - 1 - layer_id)``), a sequence of
-            per-layer scales indexed by layer id, a callable ``layer_id -> scale``, or ``None``
-            / ``1.0`` for no layer decay (the plain decay / no-decay pair of groups).
-        weight_decay: weight decay of the decayed groups. Biases, parameters with at most one
-            dimension and the names below get 0.
-        strategy: how layer ids are found; see :func:`layer_ids`.
-        min_scale: lower bound of every scale.
-        normalize_depth: with a float ``layer_decay``, spread the decay so that the stem gets
-            ``layer_decay ** normalize_depth`` whatever the model's depth (e.g. 12: the range
-            of a 12-block ViT, on a 52-layer ResNet too). ``None`` (default): one factor per layer.
-        no_weight_decay: extra parameter names, module names or glob patterns
-            (``"*.relative_position_bias_table"``) excluded from weight decay; matched against
-            the names the model reports and the names without wrapper prefixes.
-        model_no_weight_decay: also exclude the names the model lists in its own
-            ``no_weight_decay()`` method (timm models have one), and position tables and tokens
-            its family adapter recognises (timm: ``rel_pos_h``, ``relative_position_bias_table``,
-            ``cls_token`` ... even when ``no_weight_decay()`` misses them).
-        allow_decay_above_one: permit a float ``layer_decay > 1`` (lower layers learn faster).
+        **options: the fields of :class:`~hf_timm_layerdecay.LayerDecayConfig`, described
+            there: ``layer_decay`` (default 0.75), ``weight_decay`` (0.05), ``strategy``
+            (``"auto"``; see :func:`layer_ids`), ``granularity``, ``encoder_decoder``, ``tower``,
+            ``tied_head``, ``min_scale``, ``normalize_depth``, ``no_weight_decay``,
+            ``model_no_weight_decay``, ``allow_decay_above_one``, ``lr_mult``, ``wd_mult``,
+            ``head_lr_mult``, ``frozen``.
 
     Returns:
         A list of dicts ready for ``torch.optim``, each with ``params``, ``param_names``,
-        ``name``, ``layer_id``, ``weight_decay``, ``scale`` and either ``lr`` or ``lr_scale``.
+        ``name``, ``layer_id``, ``weight_decay``, ``scale`` and either ``lr`` or ``lr_scale``
+        (see :mod:`hf_timm_layerdecay.core.groups`).
 
     Example:
         >>> import torch
@@ -159,37 +126,46 @@ def auto_layer_decay(
         >>> [(g["name"], g["lr"], g["weight_decay"]) for g in groups]
         [('layer_0_decay', 0.0005, 0.05), ('layer_0_no_decay', 0.0005, 0.0), ('layer_1_decay', 0.001, 0.05), ('layer_1_no_decay', 0.001, 0.0)]
         >>> optimizer = torch.optim.AdamW(groups, lr=1e-3)
+        >>> [(g["name"], g["lr"]) for g in auto_layer_decay(model, lr=1e-3, layer_decay=0.5, head_lr_mult=10)][2:]
+        [('layer_1_decay_lr_x10', 0.01), ('layer_1_no_decay_lr_x10', 0.01)]
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_number("lr", lr, allow_none=True, positive=True)
-    check_number("weight_decay", weight_decay)
-    check_flag("model_no_weight_decay", model_no_weight_decay)
-    check_flag("allow_decay_above_one", allow_decay_above_one)
-    lr, weight_decay, layer_decay = as_number(lr), as_number(weight_decay), as_number(layer_decay)
-    # checked whether or not the decay is on: options given are options meant
-    check_decay_options(layer_decay, min_scale=min_scale, normalize_depth=normalize_depth,
-                        allow_decay_above_one=allow_decay_above_one)
-    strategy = check_strategy(strategy)
+    config = LayerDecayConfig.from_options(config, **options)
+    lr = as_number(lr)
     named = walk(model).named
-    if not any(p.requires_grad for _, p in named):
+    include_frozen = config.frozen == "include"
+    if not include_frozen and not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     seen = view(model)
-    no_decay = _no_decay_names(seen, named, no_weight_decay, model_no_weight_decay)
-    common = dict(weight_decay=weight_decay, is_no_decay=lambda name, _: name in no_decay, lr=lr)
-    if is_decay_off(layer_decay):
+    no_decay = _no_decay_names(seen, named, config.no_weight_decay, config.model_no_weight_decay)
+    decay_on = not is_decay_off(config.layer_decay)
+    layer_map = _layer_map(seen, config.auto_strategy()) if decay_on or config.head_lr_mult != 1.0 else None
+    lr_mult = Multipliers(config.lr_mult)
+    wd_mult = Multipliers(config.wd_mult)
+    canonical_of = seen.canonical_of
+    common = dict(
+        weight_decay=config.weight_decay,
+        is_no_decay=lambda name, _: name in no_decay,
+        lr=lr,
+        lr_mult_of=_lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of),
+        wd_mult_of=(lambda name: wd_mult.of(name, canonical_of[name])) if wd_mult else None,
+        include_frozen=include_frozen,
+    )
+    if not decay_on:
         groups = build_param_groups(named, **common)
     else:
-        layer_map = _layer_map(seen, strategy)
         scales = layer_scales(
             layer_map.num_layers,
-            layer_decay,
-            min_scale=min_scale,
-            normalize_depth=normalize_depth,
-            allow_decay_above_one=allow_decay_above_one,
+            config.layer_decay,
+            min_scale=config.min_scale,
+            normalize_depth=config.normalize_depth,
+            allow_decay_above_one=config.allow_decay_above_one,
         )
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
-        warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], strategy, stacklevel=3)
+        trainable = [name for name, param in named if param.requires_grad]
+        warn_decay_effect(layer_map, trainable, config.strategy, stacklevel=3)
         if lr is None:
             warnings.warn(
                 "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
@@ -198,9 +174,30 @@ def auto_layer_decay(
                 UserWarning,
                 stacklevel=3,
             )
+    for option, multipliers, which in (("lr_mult", lr_mult, "parameter"), ("wd_mult", wd_mult, "weight-decayed parameter")):
+        if multipliers.unused:
+            grouped = "" if include_frozen else " trainable"
+            warnings.warn(f"{option} entries match no{grouped} {which}: {multipliers.unused}", UserWarning, stacklevel=3)
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
+
+
+def _lr_multiplier(
+    lr_mult: Multipliers, head_lr_mult: float, layer_map: Optional[LayerMap], canonical_of: Mapping[str, str]
+) -> Optional[Callable[[str], float]]:
+    """``name -> lr multiplier``: the matching ``lr_mult`` entry's, times ``head_lr_mult`` at the
+    head's layer id; ``None`` when neither is set."""
+    if not lr_mult and head_lr_mult == 1.0:
+        return None
+    head_id = layer_map.num_layers - 1 if layer_map is not None else None
+    ids = layer_map.ids if layer_map is not None else {}
+
+    def multiplier(name: str) -> float:
+        by_name = lr_mult.of(name, canonical_of[name]) if lr_mult else 1.0
+        return by_name * head_lr_mult if ids.get(name) == head_id else by_name
+
+    return multiplier
 
 
 def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: object, *, stacklevel: int) -> None:

@@ -15,13 +15,13 @@ from typing import Optional, Sequence
 
 # Only what parsing needs is imported here: torch, timm and transformers load when a command runs,
 # so that `--help` and a mistyped option answer at once.
+from .config import LayerDecayConfig, option_default, option_fields
 from .model_zoo import TASKS, ModelNotFound, build_model
 
 logger = logging.getLogger(__name__)
 
 
 def inspect_model(args: argparse.Namespace) -> int:
-    from .adapters.options import AutoStrategy
     from .api import auto_layer_decay, resolve_layer_map
     from .core.report import layer_decay_report
 
@@ -29,27 +29,16 @@ def inspect_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--names must be >= 0, got {args.names}")
     if args.plot and not Path(args.plot).resolve().parent.is_dir():
         raise ValueError(f"--plot {args.plot}: the folder {Path(args.plot).resolve().parent} does not exist")
+    config = LayerDecayConfig(**{option.name: getattr(args, option.name) for option in option_fields()})
     model = build_model(args.model, task=args.task)
-    strategy = AutoStrategy(granularity=args.granularity, family_adapters=args.strategy == "auto")
-    groups = auto_layer_decay(
-        model,
-        lr=args.lr,
-        layer_decay=args.layer_decay,
-        weight_decay=args.weight_decay,
-        strategy=strategy,
-        normalize_depth=args.normalize_depth,
-    )
-    report = layer_decay_report(groups, model, notes=resolve_layer_map(model, strategy).notes)
-    options = [f"layer_decay={args.layer_decay}", f"lr={args.lr:g}", f"weight_decay={args.weight_decay:g}"]
-    if args.strategy != "auto":
-        options.append(f"strategy={args.strategy}")
-    if args.granularity != "block":
-        options.append(f"granularity={args.granularity}")
-    if args.normalize_depth is not None:
-        options.append(f"normalize_depth={args.normalize_depth:g}")
+    groups = auto_layer_decay(model, config, lr=args.lr)
+    report = layer_decay_report(groups, model, notes=resolve_layer_map(model, config.auto_strategy()).notes)
+    changed = {name: value for name, value in config.changed().items() if name not in _ALWAYS_SHOWN}
+    options = [f"layer_decay={config.layer_decay}", f"lr={args.lr:g}", f"weight_decay={config.weight_decay:g}"]
+    options += [f"{name}={_shown(value)}" for name, value in changed.items()]
     title = f"{args.model} ({type(model).__name__}): {', '.join(options)}"
     if args.json:
-        json.dump({"model": args.model, "class": type(model).__name__, "layer_decay": args.layer_decay, "lr": args.lr,
+        json.dump({"model": args.model, "class": type(model).__name__, "layer_decay": config.layer_decay, "lr": args.lr,
                    **report.to_dict()}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
@@ -61,6 +50,19 @@ def inspect_model(args: argparse.Namespace) -> int:
         plot_layer_decay(groups, title=title).savefig(args.plot, dpi=120)
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+_ALWAYS_SHOWN = ("layer_decay", "weight_decay")
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def compare_model(args: argparse.Namespace) -> int:
@@ -78,12 +80,10 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     inspect = commands.add_parser("inspect", help="print the layer-decay parameter groups of a model")
-    _model_and_decay(inspect)
+    inspect.add_argument("model", help=_MODEL_HELP)
     inspect.add_argument("--task", choices=list(TASKS), help="transformers head to build (default: base model)")
     inspect.add_argument("--lr", type=float, default=1e-3, help="base (head) learning rate (default 1e-3)")
-    inspect.add_argument("--strategy", default="auto", choices=["auto", "structural"], help="how layer ids are found")
-    inspect.add_argument("--granularity", default="block", choices=["block", "stage"], help="one id per block or per stage")
-    inspect.add_argument("--normalize-depth", type=float, help="give the stem layer_decay ** this on any depth")
+    _add_options(inspect)
     inspect.add_argument("--names", type=int, default=3, help="parameter names shown per group (default 3)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.add_argument("--plot", metavar="FILE.png", help="also plot scale and parameters per layer (matplotlib)")
@@ -95,8 +95,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+_MODEL_HELP = "timm model name, transformers model type, or path to a config.json"
+
+
+def _add_options(command: argparse.ArgumentParser) -> None:
+    """A flag for every option of :class:`LayerDecayConfig` (``min_scale`` -> ``--min-scale``)."""
+    for option in option_fields():
+        flag = "--" + option.name.replace("_", "-")
+        default = option_default(option.name)
+        door = option.metadata["door"]
+        kwargs: dict = {"dest": option.name, "default": default}
+        if door is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif door == list[str]:
+            kwargs.update(nargs="*", metavar="PATTERN=X" if isinstance(default, dict) else "NAME")
+        else:
+            kwargs["type"] = float if door in (float, Optional[float]) else str
+            if option.metadata["choices"]:
+                kwargs["choices"] = list(option.metadata["choices"])
+        shown = "" if isinstance(default, (dict, tuple)) or default is None else f" (default {default})"
+        command.add_argument(flag, help=option.metadata["help"] + shown, **kwargs)
+
+
 def _model_and_decay(command: argparse.ArgumentParser) -> None:
-    command.add_argument("model", help="timm model name, transformers model type, or path to a config.json")
+    command.add_argument("model", help=_MODEL_HELP)
     command.add_argument("--layer-decay", type=float, default=0.75, help="decay per layer (default 0.75)")
     command.add_argument("--weight-decay", type=float, default=0.05, help="weight decay (default 0.05)")
 

@@ -25,7 +25,7 @@ EXPECTED = {0: 0.01 * 0.5**3, 1: 0.01 * 0.5**2, 2: 0.01 * 0.5, 3: 0.01}
     [
         ("adamw", torch.optim.AdamW),
         ("AdamW", torch.optim.AdamW),
-        ("SGD", torch.optim.SGD),
+        (torch.optim.SGD, torch.optim.SGD),  # "sgd" by name needs momentum= (bad input kw-sgd-no-momentum)
         ("rmsprop", torch.optim.RMSprop),
         ("nadam", torch.optim.NAdam),
         (torch.optim.Adam, torch.optim.Adam),

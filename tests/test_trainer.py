@@ -7,6 +7,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
+from hf_timm_layerdecay.api import resolve_layer_map
 from hf_timm_layerdecay import LayerDecayTrainer, LayerDecayTrainingArguments, create_optimizer, layer_ids
 from hf_timm_layerdecay.integrations.resume import ResumeMismatchError
 from hf_timm_layerdecay.integrations.trainer import deepspeed_layer_decay_problems
@@ -299,3 +300,24 @@ def test_deepspeed_config_problems_are_named():
     problems = deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupDecayLR"}})
     assert "'optimizer' section" in problems[0] and "single parameter group" in problems[0]
     assert "'scheduler' section" in problems[1] and "lr_scheduler_type" in problems[1]
+
+
+def test_multipliers_and_frozen_parameters_from_the_arguments(tmp_path):
+    model = tiny_bert()
+    for param in model.bert.encoder.layer[0].parameters():
+        param.requires_grad_(False)
+    trainer = trainer_for(tmp_path, model=model, lr_scheduler_type="linear", max_steps=3, log_lr_per_layer=True,
+                          layer_decay_head_lr_mult=10.0, layer_decay_lr_mult=["*.attention.self.query.*=2"],
+                          layer_decay_frozen="include")
+    optimizer = trainer.create_optimizer()
+    ids = resolve_layer_map(model).ids
+    names = {n for g in optimizer.param_groups for n in g["param_names"]}
+    assert {n for n, _ in model.named_parameters()} == names  # the frozen block is grouped too
+    assert {ids[n] for n, _ in model.bert.encoder.layer[0].named_parameters(prefix="bert.encoder.layer.0")} == {1}
+    for group in optimizer.param_groups:
+        for name in group["param_names"]:
+            mult = (10.0 if ids[name] == MAX_ID else 1.0) * (2.0 if ".attention.self.query." in name else 1.0)
+            assert group["lr"] == pytest.approx(1e-3 * 0.5 ** (MAX_ID - ids[name]) * mult, rel=1e-12), name
+    trainer.train()  # the watchdog stays silent: every group keeps its ratio under the schedule
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logged[1]["learning_rate"] == pytest.approx(1e-3 / 3)  # the head layer's lr, without head_lr_mult

@@ -10,8 +10,12 @@ A group is a plain ``dict`` that ``torch.optim`` accepts as is. Keys:
                   device mesh of a group split by :func:`split_by_device_mesh`.
 ``layer_id``      the layer id, ``None`` without a layer split.
 ``weight_decay``  the weight decay of the group (0.0 for the no-decay groups).
-``scale``         the layer's learning-rate scale, for reading only.
+``scale``         the group's learning-rate scale: the layer's scale times ``lr_mult``.
 ``lr``            ``base lr x scale``, present when a base lr was given.
+``lr_mult``       only where an ``lr_mult`` / ``head_lr_mult`` other than 1 applies; the group's
+                  name then ends in ``_lr_x<multiplier>``.
+``wd_mult``       only where a ``wd_mult`` other than 1 applies (name ends in ``_wd_x<multiplier>``);
+                  ``weight_decay`` is already multiplied.
 ``lr_scale``      the scale again, present only when no ``lr`` was given.
 ``merged_layer_ids``  only on a group that holds several layers with identical hyperparameters
                   (see :func:`merge_equal_groups`); its ``layer_id`` is then the lowest of them.
@@ -55,34 +59,43 @@ def build_param_groups(
     layer_of: Optional[Callable[[str], int]] = None,
     scale_of: Optional[Callable[[int], float]] = None,
     lr: Optional[float] = None,
+    lr_mult_of: Optional[Callable[[str], float]] = None,
+    wd_mult_of: Optional[Callable[[str], float]] = None,
+    include_frozen: bool = False,
 ) -> list[dict]:
-    """Split the trainable parameters into groups by (layer id, weight decay or not).
+    """Split the trainable parameters into groups by (layer id, weight decay or not, multipliers).
 
     Args:
         named_params: ``(name, parameter)`` pairs, e.g. ``model.named_parameters()``. Frozen
-            parameters (``requires_grad=False``) are skipped.
+            parameters (``requires_grad=False``) are skipped unless ``include_frozen``.
         weight_decay: weight decay of the decayed groups.
         is_no_decay: ``(name, parameter) -> bool``, True for parameters without weight decay.
         layer_of: ``name -> layer id``; ``None`` gives the plain two groups.
         scale_of: ``layer id -> scale``, called once per layer present; ``None`` means 1.0.
         lr: base learning rate; when given every group gets ``lr = lr * scale``.
+        lr_mult_of, wd_mult_of: ``name -> multiplier`` of the lr / of the weight decay;
+            ``None`` means 1.0. The weight-decay multiplier is asked of decayed parameters only.
+        include_frozen: put frozen parameters in their groups too (they train once unfrozen).
 
     Returns:
-        Groups sorted by layer id, the decayed group of a layer before its no-decay group.
+        Groups sorted by layer id, the decayed group of a layer before its no-decay group, then
+        by multipliers.
     """
     if scale_of is not None and layer_of is None:
         raise ValueError("a layer scale function needs a layer id function too (get_num_layer / layer_of)")
     groups: dict[tuple, dict] = {}
     for name, param in named_params:
-        if not param.requires_grad:
+        if not (param.requires_grad or include_frozen):
             continue
         decays = not is_no_decay(name, param)
         layer_id = layer_of(name) if layer_of is not None else None
-        key = (layer_id, not decays)
+        lr_mult = float(lr_mult_of(name)) if lr_mult_of is not None else 1.0
+        wd_mult = float(wd_mult_of(name)) if wd_mult_of is not None and decays else 1.0
+        key = (layer_id, not decays, lr_mult, wd_mult)
         group = groups.get(key)
         if group is None:
             scale = float(scale_of(layer_id)) if scale_of is not None else 1.0
-            group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr)
+            group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr, lr_mult, wd_mult)
         group["params"].append(param)
         group["param_names"].append(name)
     _refuse_repeats(list(groups.values()))
@@ -91,7 +104,7 @@ def build_param_groups(
             "the model has no trainable parameters (all have requires_grad=False); unfreeze some before "
             "building an optimizer"
         )
-    ordered = [groups[key] for key in sorted(groups, key=lambda k: (-1 if k[0] is None else k[0], k[1]))]
+    ordered = [groups[key] for key in sorted(groups, key=lambda k: (-1 if k[0] is None else k[0], *k[1:]))]
     _log_groups(ordered)
     return ordered
 
@@ -113,16 +126,25 @@ def _refuse_repeats(groups: list[dict]) -> None:
             first[id(param)] = name
 
 
-def _new_group(layer_id: Optional[int], decays: bool, weight_decay: float, scale: float, lr: Optional[float]) -> dict:
+def _new_group(
+    layer_id: Optional[int], decays: bool, weight_decay: float, scale: float, lr: Optional[float],
+    lr_mult: float = 1.0, wd_mult: float = 1.0,
+) -> dict:
     kind = DECAY if decays else NO_DECAY
+    scale *= lr_mult
     group = {
-        "name": kind if layer_id is None else f"layer_{layer_id}_{kind}",
+        "name": (kind if layer_id is None else f"layer_{layer_id}_{kind}") + _multiplier_suffix(lr_mult, wd_mult),
         "layer_id": layer_id,
         "params": [],
         "param_names": [],
-        "weight_decay": weight_decay,
+        "weight_decay": weight_decay * wd_mult,
         "scale": scale,
     }
+    # present only where they apply, so that groups without multipliers stay as they always were
+    if lr_mult != 1.0:
+        group["lr_mult"] = lr_mult
+    if wd_mult != 1.0:
+        group["wd_mult"] = wd_mult
     if lr is None:
         group["lr_scale"] = scale
     else:
@@ -266,13 +288,23 @@ def merge_equal_groups(groups: list[dict]) -> list[dict]:
     return [_merged(same) if len(same) > 1 else same[0] for same in members.values()]
 
 
+def _multiplier_suffix(lr_mult: float, wd_mult: float) -> str:
+    return (f"_lr_x{lr_mult:g}" if lr_mult != 1.0 else "") + (f"_wd_x{wd_mult:g}" if wd_mult != 1.0 else "")
+
+
 def _merged(same: list[dict]) -> dict:
-    kinds = {NO_DECAY if g["name"].endswith(NO_DECAY) else DECAY for g in same}
+    lr_mult = same[0].get("lr_mult", 1.0)  # part of the scale: equal in all of them
+    wd_mults = {g.get("wd_mult", 1.0) for g in same}  # not: a weight decay multiplied to 0 joins the no-decay group
+    wd_mult = wd_mults.pop() if len(wd_mults) == 1 else 1.0
+    kinds = {_kind_of(g) for g in same}
     kind = kinds.pop() if len(kinds) == 1 else None
+    suffix = _multiplier_suffix(lr_mult, wd_mult)
     if same[0]["layer_id"] is None:  # no layer split: decay and no_decay with equal weight decay
-        group = dict(same[0], name=kind or "all")
+        group = dict(same[0], name=(kind or "all") + suffix)
         group["params"] = [p for g in same for p in g["params"]]
         group["param_names"] = [n for g in same for n in g["param_names"]]
+        if wd_mult == 1.0:
+            group.pop("wd_mult", None)
         return group
     layers = tuple(sorted({g["layer_id"] for g in same}))
     if len(layers) == 1:
@@ -281,16 +313,24 @@ def _merged(same: list[dict]) -> dict:
         span = f"layers_{layers[0]}-{layers[-1]}"
     else:
         span = "layers_" + "_".join(map(str, layers))
-    group = dict(same[0], name=span + (f"_{kind}" if kind else ""), layer_id=layers[0])
+    group = dict(same[0], name=span + (f"_{kind}" if kind else "") + suffix, layer_id=layers[0])
     group["params"] = [p for g in same for p in g["params"]]
     group["param_names"] = [n for g in same for n in g["param_names"]]
     if len(layers) > 1:
         group["merged_layer_ids"] = layers
+    if wd_mult == 1.0:
+        group.pop("wd_mult", None)
     return group
 
 
-#: Keys that say what a group holds, not how it is optimized.
-_GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids"})
+def _kind_of(group: dict) -> str:
+    name = group["name"].removesuffix(_multiplier_suffix(group.get("lr_mult", 1.0), group.get("wd_mult", 1.0)))
+    return NO_DECAY if name.endswith(NO_DECAY) else DECAY
+
+
+#: Keys that say what a group holds, not how it is optimized (``wd_mult`` too: its effect is in
+#: ``weight_decay``, and a weight decay multiplied to 0 joins the layer's no-decay group).
+_GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids", "wd_mult"})
 
 
 def split_by_device_mesh(groups: list[dict]) -> list[dict]:

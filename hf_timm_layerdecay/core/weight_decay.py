@@ -124,3 +124,18 @@ def _name_and_parents(name: str) -> Iterable[str]:
     while "." in name:
         name = name.rsplit(".", 1)[0]
         yield name
+
+
+def matches_entry(entry: str, name: str) -> bool:
+    """Whether one entry matches one name, by :class:`NameMatcher`'s rule: equal, the name of a
+    module that contains it, or a glob pattern that :func:`fnmatch.fnmatchcase` accepts.
+
+    Example:
+        >>> matches_entry("blocks.1", "blocks.1.attn.qkv.weight"), matches_entry("blocks.1", "blocks.10.mlp.bias")
+        (True, False)
+        >>> matches_entry("*.gamma", "blocks.0.gamma")
+        True
+    """
+    if _GLOB_CHARS & set(entry):
+        return fnmatch.fnmatchcase(name, entry)
+    return name == entry or name.startswith(entry + ".")

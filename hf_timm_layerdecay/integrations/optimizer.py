@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..api import auto_layer_decay
+from ..config import LayerDecayConfig, option_fields
 from ..core.checks import check_number
-from ..core.scales import LayerDecay
-from .resume import guard_resume
+from .resume import inner_optimizer, guard_resume
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ OptimizerSpec = Union[str, Callable[..., torch.optim.Optimizer]]
 #: torch optimizers that cannot take several parameter groups.
 _SINGLE_GROUP_ONLY = {"lbfgs": "LBFGS supports a single parameter group, so it cannot apply per-layer learning rates"}
 _LOOKAHEAD = "lookahead_"
-#: Keyword arguments of create_optimizer that belong to auto_layer_decay, not to the optimizer.
-_GROUP_OPTIONS = frozenset(inspect.signature(auto_layer_decay).parameters) - {"model", "lr", "layer_decay", "weight_decay"}
+#: Keyword arguments of create_optimizer that belong to the groups, not to the optimizer.
+_CONFIG_FIELDS = frozenset(f.name for f in option_fields())
 
 
 def create_optimizer(
@@ -30,8 +30,7 @@ def create_optimizer(
     opt: OptimizerSpec = "adamw",
     *,
     lr: float,
-    weight_decay: float = 0.05,
-    layer_decay: Optional[LayerDecay] = 0.75,
+    config: Optional[LayerDecayConfig] = None,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
     """Build an optimizer whose parameter groups carry layer-wise decayed learning rates.
@@ -43,19 +42,26 @@ def create_optimizer(
             ``"sgd"``, ...), then timm's registry (``"lamb"``, ``"lion"``, ``"adan"``,
             ``"nadamw"``, ``"lookahead_adamw"``, ...), built by timm's own factory so its
             defaults apply (timm's ``"momentum"`` and ``"nesterov"`` for SGD flavours).
+            ``"sgd"`` needs ``momentum=``: torch's SGD has none by default and timm's
+            ``"sgd"`` 0.9 with Nesterov, and a run that silently got the other would train
+            differently (``momentum=0.9, nesterov=True`` is timm's).
         lr: base learning rate, the head's; group ``i`` gets ``lr * scale_i``. It is also the
             optimizer's default lr, which schedulers such as transformers'
             ``cosine_with_min_lr`` read.
-        weight_decay, layer_decay: as in :func:`~hf_timm_layerdecay.auto_layer_decay`.
-        **kwargs: the other options of :func:`~hf_timm_layerdecay.auto_layer_decay`
-            (``strategy``, ``min_scale``, ``normalize_depth``, ``no_weight_decay``, ...) go to
-            it; everything else goes to the optimizer (``betas``, ``momentum``, ``fused``, ...).
+        config: a :class:`~hf_timm_layerdecay.LayerDecayConfig`.
+        **kwargs: the fields of :class:`~hf_timm_layerdecay.LayerDecayConfig`
+            (``layer_decay``: default 0.75, ``weight_decay``: 0.05, ``strategy``,
+            ``min_scale``, ``lr_mult``, ``frozen``, ...) go to the groups, and ``weight_decay``
+            to the optimizer too; everything else goes to the optimizer (``betas``,
+            ``momentum``, ``fused``, ...).
 
     The optimizer refuses to ``load_state_dict`` a checkpoint whose groups differ from its own
-    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs. A
-    model on the meta device is refused: materialising it (``to_empty``, loading weights)
-    replaces its parameters, and an optimizer built before would hold the old ones and train
-    nothing (``auto_layer_decay`` works on such a model, to inspect it).
+    (another ``layer_decay``, strategy or model), instead of silently restoring other lrs, and
+    takes groups added later without ``param_names`` (Lightning's ``BaseFinetuning`` adds
+    some), naming their parameters as the model does. A model on the meta device is refused:
+    materialising it (``to_empty``, loading weights) replaces its parameters, and an optimizer
+    built before would hold the old ones and train nothing (``auto_layer_decay`` works on such
+    a model, to inspect it).
 
     Example:
         >>> import torch
@@ -66,11 +72,48 @@ def create_optimizer(
     """
     check_number("lr", lr, positive=True)  # the optimizer's default lr too: None is no choice here
     build = resolve_optimizer(opt)
-    group_options = {k: kwargs.pop(k) for k in list(kwargs) if k in _GROUP_OPTIONS}
-    groups = auto_layer_decay(model, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, **group_options)
+    if isinstance(opt, str) and opt.lower() == "sgd" and "momentum" not in kwargs:
+        raise ValueError(
+            'create_optimizer(model, "sgd") without momentum: torch\'s SGD has momentum 0 by default, timm\'s '
+            '"sgd" momentum 0.9 with Nesterov. Say which: momentum=0.9, nesterov=True (timm\'s), or momentum=0 '
+            "(torch's)"
+        )
+    options = {name: kwargs.pop(name) for name in list(kwargs) if name in _CONFIG_FIELDS}
+    config = LayerDecayConfig.from_options(config, **options)
+    groups = auto_layer_decay(model, config, lr=lr)
     _refuse_meta_tensors(groups)
-    optimizer = guard_resume(build(groups, lr=lr, weight_decay=weight_decay, **kwargs))
+    optimizer = build(groups, lr=lr, weight_decay=config.weight_decay, **kwargs)
+    accept_unnamed_groups(optimizer, model)
+    guard_resume(optimizer)
     logger.info("created %s with %d parameter groups", type(optimizer).__name__, len(optimizer.param_groups))
+    return optimizer
+
+
+def accept_unnamed_groups(optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+    """Let ``optimizer.add_param_group`` take a group without ``param_names``.
+
+    Our groups carry ``param_names`` (torch keeps them in ``state_dict()``), and torch then
+    refuses a group added without them ("all optimizer param groups should be with/without
+    names"), which is how Lightning's ``BaseFinetuning.unfreeze_and_add_param_group`` and most
+    hand-written unfreezing add the parameters they unfreeze. Such a group gets the names the
+    model gives its parameters (``"?<n>"`` for a tensor that is not the model's), so the state
+    dict stays named. Returns the optimizer.
+    """
+    base = inner_optimizer(optimizer)
+    if base is None or not any("param_names" in g for g in base.param_groups):
+        return optimizer
+    names_of = {id(p): name for name, p in model.named_parameters()}
+    add_param_group = base.add_param_group
+
+    def add_named_param_group(param_group: dict) -> None:
+        if isinstance(param_group, dict) and "param_names" not in param_group:
+            params = param_group["params"]
+            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            names = [names_of.get(id(p), f"?{i}") for i, p in enumerate(params)]
+            param_group = {**param_group, "params": params, "param_names": names}
+        add_param_group(param_group)
+
+    base.add_param_group = add_named_param_group
     return optimizer
 
 

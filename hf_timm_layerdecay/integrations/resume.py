@@ -39,7 +39,7 @@ def guard_resume(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         ...
         hf_timm_layerdecay.integrations.resume.ResumeMismatchError: the checkpoint's optimizer has other parameter groups than this run: group 0 (layer_0_decay): scale 0.5 in the checkpoint, 0.9 now; group 1 (layer_0_no_decay): scale 0.5 in the checkpoint, 0.9 now. Was it saved with another layer_decay, strategy or model? Resume with the settings of the checkpoint, or load only the model weights and start a fresh optimizer.
     """
-    target = _hook_owner(optimizer)
+    target = inner_optimizer(optimizer)
     if target is None:
         logger.warning("%s cannot take a load_state_dict hook: resuming it is not checked", type(optimizer).__name__)
     else:
@@ -47,7 +47,7 @@ def guard_resume(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer
 
 
-def _hook_owner(optimizer: Any) -> Any:
+def inner_optimizer(optimizer: Any) -> Any:
     """The optimizer that really loads the state: wrappers such as timm's Lookahead
     (``_base_optimizer``) or accelerate's AcceleratedOptimizer (``optimizer``) delegate to it."""
     seen = set()

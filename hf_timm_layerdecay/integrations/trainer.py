@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 from typing import Any, Optional
 
 import torch
@@ -26,11 +26,9 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers import __version__ as transformers_version
 
-from ..adapters.options import AutoStrategy
 from .._compat import call_create_optimizer, is_optimizer_factory
-from ..api import NAMED_STRATEGIES, auto_layer_decay
-from ..core.scales import check_decay_options
-from ..core.weight_decay import NameMatcher
+from ..api import auto_layer_decay
+from ..config import LayerDecayConfig, option_default, option_fields
 from .callbacks import LayerDecayWatchdog
 from .resume import guard_resume
 
@@ -40,59 +38,84 @@ logger = logging.getLogger(__name__)
 _OWN_GROUPS = ("params", "model", "optimizer_dict")
 
 
-@dataclass
-class LayerDecayTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the layer-decay options, parsable by ``HfArgumentParser``.
+#: The Trainer argument of each option whose name is not ``layer_decay_<option>``; ``weight_decay``
+#: is ``TrainingArguments.weight_decay`` itself.
+_ARGUMENT_NAMES = {"layer_decay": "layer_decay", "weight_decay": None, "no_weight_decay": "no_weight_decay_names"}
+
+
+def argument_name(option: str) -> Optional[str]:
+    """The ``LayerDecayTrainingArguments`` field of a :class:`~hf_timm_layerdecay.LayerDecayConfig`
+    option (``min_scale`` -> ``layer_decay_min_scale``); ``None`` for ``weight_decay``, which is
+    the Trainer's own."""
+    return _ARGUMENT_NAMES.get(option, f"layer_decay_{option}")
+
+
+def _argument_fields() -> list[tuple[str, Any, Any]]:
+    """``(name, type, field)`` of every option, for ``make_dataclass``: the config's defaults,
+    help and choices, except ``layer_decay``, which is off (``None``) unless given."""
+    made = []
+    for option in option_fields():
+        name = argument_name(option.name)
+        if name is None:
+            continue
+        metadata = {"help": option.metadata["help"]}
+        if option.metadata["choices"]:
+            metadata["choices"] = list(option.metadata["choices"])
+        default = None if option.name == "layer_decay" else option_default(option.name)
+        if isinstance(default, (list, tuple, dict)):
+            made.append((name, option.metadata["door"], field(default_factory=type(list(default)), metadata=metadata)))
+        else:
+            made.append((name, option.metadata["door"], field(default=default, metadata=metadata)))
+    made.append(("log_lr_per_layer", bool,
+                 field(default=False, metadata={"help": "Also log learning_rate_layer_<id> for every layer."})))
+    return made
+
+
+def layer_decay_config(args: Any, **changes: Any) -> LayerDecayConfig:
+    """The :class:`~hf_timm_layerdecay.LayerDecayConfig` that Trainer arguments hold: each option
+    from its ``layer_decay_<option>`` field (the config's default where ``args`` is a plain
+    ``TrainingArguments``), ``weight_decay`` from ``args.weight_decay``, then ``changes``."""
+    options = {}
+    for option in option_fields():
+        name = argument_name(option.name)
+        if name is not None and hasattr(args, name):
+            options[option.name] = getattr(args, name)
+    options["weight_decay"] = args.weight_decay
+    options.update(changes)
+    return LayerDecayConfig(**options)
+
+
+def _post_init(self: TrainingArguments) -> None:
+    TrainingArguments.__post_init__(self)
+    # checked here, so that a bad value set in Python (the parser's choices do not guard that)
+    # fails before training, not at the first step
+    layer_decay_config(self)
+
+
+LayerDecayTrainingArguments = make_dataclass(
+    "LayerDecayTrainingArguments",
+    _argument_fields(),
+    bases=(TrainingArguments,),
+    namespace={"__post_init__": _post_init, "__module__": __name__, "__doc__": """``TrainingArguments`` plus every
+    layer-decay option, parsable by ``HfArgumentParser``.
+
+    The fields are made from :class:`~hf_timm_layerdecay.LayerDecayConfig`: ``layer_decay`` (off,
+    ``None``, unless given), ``layer_decay_<option>`` for each other option (``layer_decay_min_scale``,
+    ``layer_decay_granularity``, ``layer_decay_tower``, ``layer_decay_lr_mult`` as
+    ``pattern=multiplier`` strings, ``layer_decay_frozen``, ...), ``no_weight_decay_names``, and
+    ``log_lr_per_layer``; ``weight_decay`` is the Trainer's own.
 
     Example:
         >>> from transformers import HfArgumentParser
         >>> (args,) = HfArgumentParser(LayerDecayTrainingArguments).parse_args_into_dataclasses(
-        ...     ["--output_dir", "out", "--layer_decay", "0.8", "--layer_decay_granularity", "stage", "--use_cpu"])
-        >>> args.layer_decay, args.layer_decay_granularity, args.layer_decay_min_scale
-        (0.8, 'stage', 0.0)
-    """
-
-    layer_decay: Optional[float] = field(
-        default=None,
-        metadata={"help": "Layer-wise lr decay: layer i gets lr * decay ** (max_id - i); None turns it off. "
-                          "Typical: 0.65-0.9."},
-    )
-    layer_decay_strategy: str = field(
-        default="auto",
-        metadata={"help": "How layer ids are found: 'auto' (model family, else structure) or 'structural'.",
-                  "choices": ["auto", "structural"]},
-    )
-    layer_decay_granularity: str = field(
-        default="block",
-        metadata={"help": "'block': one id per block; 'stage': one id per stage of hierarchical models.",
-                  "choices": ["block", "stage"]},
-    )
-    layer_decay_min_scale: float = field(default=0.0, metadata={"help": "Lower bound of every layer's lr scale."})
-    layer_decay_normalize_depth: Optional[float] = field(
-        default=None,
-        metadata={"help": "Give the stem decay ** this, whatever the model's depth (e.g. 12)."},
-    )
-    no_weight_decay_names: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Extra parameter names, module names or glob patterns without weight decay."},
-    )
-    log_lr_per_layer: bool = field(
-        default=False, metadata={"help": "Also log learning_rate_layer_<id> for every layer."}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # the same checks as auto_layer_decay's, made here so that a bad value set in Python (the
-        # parser's choices do not guard that) fails before training, not at the first step
-        check_decay_options(
-            self.layer_decay, min_scale=self.layer_decay_min_scale, normalize_depth=self.layer_decay_normalize_depth
-        )
-        if self.layer_decay_strategy not in NAMED_STRATEGIES:
-            raise ValueError(
-                f"layer_decay_strategy must be one of {list(NAMED_STRATEGIES)}, got {self.layer_decay_strategy!r}"
-            )
-        AutoStrategy(granularity=self.layer_decay_granularity)
-        NameMatcher(self.no_weight_decay_names)  # strings only
+        ...     ["--output_dir", "out", "--layer_decay", "0.8", "--layer_decay_granularity", "stage",
+        ...      "--layer_decay_lr_mult", "classifier=10", "--use_cpu"])
+        >>> args.layer_decay, args.layer_decay_granularity, args.layer_decay_min_scale, args.layer_decay_lr_mult
+        (0.8, 'stage', 0.0, ['classifier=10'])
+        >>> layer_decay_config(args).lr_mult
+        {'classifier': 10.0}
+    """},
+)
 
 
 class LayerDecayMixin:
@@ -130,9 +153,10 @@ class LayerDecayMixin:
             )
 
     def __init__(self, *args: Any, layer_decay: Optional[float] = None, **kwargs: Any) -> None:
-        check_decay_options(layer_decay)
         self._given_layer_decay = layer_decay
         super().__init__(*args, **kwargs)
+        if self.layer_decay is not None:
+            self.layer_decay_config()  # every option checked now, not at the first step
         if self.layer_decay is not None and self.optimizer is not None:
             raise ValueError(
                 f"{type(self).__name__} got layer_decay={self.layer_decay} and a ready optimizer (optimizers=(optimizer, "
@@ -159,7 +183,8 @@ class LayerDecayMixin:
 
     @layer_decay.setter
     def layer_decay(self, value: Optional[float]) -> None:
-        check_decay_options(value)
+        if value is not None:
+            layer_decay_config(self.args, layer_decay=value)  # checked with the arguments' other options
         self._given_layer_decay = value
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
@@ -237,25 +262,19 @@ class LayerDecayMixin:
         return modules, {k: v for k, v in optimizer_kwargs.items() if k != "optimizer_dict"}
 
     def _layer_decay_groups(self, model: nn.Module, optimizer_kwargs: dict) -> list[dict]:
-        return auto_layer_decay(
-            model,
-            lr=optimizer_kwargs.get("lr", self.args.learning_rate),
-            layer_decay=self.layer_decay,
-            weight_decay=self.args.weight_decay,
-            strategy=AutoStrategy(
-                granularity=getattr(self.args, "layer_decay_granularity", "block"),
-                family_adapters=getattr(self.args, "layer_decay_strategy", "auto") == "auto",
-            ),
-            min_scale=getattr(self.args, "layer_decay_min_scale", 0.0),
-            normalize_depth=getattr(self.args, "layer_decay_normalize_depth", None),
-            no_weight_decay=self._no_weight_decay_names(model),
-        )
+        config = self.layer_decay_config(no_weight_decay=self._no_weight_decay_names(model))
+        return auto_layer_decay(model, config, lr=optimizer_kwargs.get("lr", self.args.learning_rate))
+
+    def layer_decay_config(self, **changes: Any) -> LayerDecayConfig:
+        """The options in force: the arguments' (:func:`layer_decay_config`) with the decay in
+        force (:attr:`layer_decay`)."""
+        return layer_decay_config(self.args, **{"layer_decay": self.layer_decay, **changes})
 
     def _no_weight_decay_names(self, model: nn.Module) -> list[str]:
         """What the Trainer would not decay (norms, biases, or a subclass's own rule), plus extras."""
         decayed = set(self.get_decay_parameter_names(model))
         not_decayed = [name for name, _ in model.named_parameters() if name not in decayed]
-        return not_decayed + list(getattr(self.args, "no_weight_decay_names", []))
+        return not_decayed + list(getattr(self.args, "no_weight_decay_names", None) or ())
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Log the head's lr as ``learning_rate`` and the lowest as ``learning_rate_min``."""
@@ -301,9 +320,10 @@ class LayerDecayTrainer(LayerDecayMixin, Trainer):
 
 
 def layer_learning_rates(optimizer: torch.optim.Optimizer) -> dict[int, float]:
-    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``)."""
+    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``): the
+    layer's own lr, without the ``lr_mult`` some of its groups carry."""
     return {
-        group["layer_id"]: float(group["lr"])
+        group["layer_id"]: float(group["lr"]) / group.get("lr_mult", 1.0)
         for group in optimizer.param_groups
         if group.get("layer_id") is not None
     }
