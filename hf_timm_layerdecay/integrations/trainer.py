@@ -62,8 +62,8 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
         if option.metadata["choices"]:
             metadata["choices"] = list(option.metadata["choices"])
         default = None if option.name == "layer_decay" else option_default(option.name)
-        if isinstance(default, (list, tuple, dict)):
-            made.append((name, option.metadata["door"], field(default_factory=type(list(default)), metadata=metadata)))
+        if isinstance(default, (tuple, dict)):  # given as a list of strings here: names, pattern=multiplier
+            made.append((name, option.metadata["door"], field(default_factory=list, metadata=metadata)))
         else:
             made.append((name, option.metadata["door"], field(default=default, metadata=metadata)))
     made.append(("log_lr_per_layer", bool,
