@@ -43,6 +43,8 @@ _EXPORTS = {
     "LayerDecayTrainingArguments": ".integrations.trainer",
     "LayerDecayMixin": ".integrations.trainer",
     "LayerDecayWatchdog": ".integrations.callbacks",
+    "GradualUnfreezingCallback": ".integrations.callbacks",
+    "GradualUnfreezing": ".unfreezing",
     "check_lr_ratios": ".core.lr_ratios",
 }
 
@@ -57,7 +59,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .core.scales import LayerDecayError, LayerDecayWarning
     from .integrations.optimizer import create_optimizer
     from .core.lr_ratios import check_lr_ratios
-    from .integrations.callbacks import LayerDecayWatchdog
+    from .integrations.callbacks import GradualUnfreezingCallback, LayerDecayWatchdog
+    from .unfreezing import GradualUnfreezing
     from .integrations.trainer import LayerDecayMixin, LayerDecayTrainer, LayerDecayTrainingArguments
     from .rules import get_num_layer_for_convnext, get_num_layer_for_vit
     from .seed import LayerDecayValueAssigner, get_parameter_groups

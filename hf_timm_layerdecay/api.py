@@ -149,7 +149,8 @@ def auto_layer_decay(
         weight_decay=config.weight_decay,
         is_no_decay=lambda name, _: name in no_decay,
         lr=lr,
-        lr_mult_of=_lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of),
+        lr_mult_of=_lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of,
+                                  _loraplus_multiplier(model, seen, config, lr)),
         wd_mult_of=(lambda name: wd_mult.of(name, canonical_of[name])) if wd_mult else None,
         include_frozen=include_frozen,
     )
@@ -164,8 +165,8 @@ def auto_layer_decay(
             allow_decay_above_one=config.allow_decay_above_one,
         )
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
-        trainable = [name for name, param in named if param.requires_grad]
-        warn_decay_effect(layer_map, trainable, config.strategy, stacklevel=3)
+        grouped = [name for name, param in named if param.requires_grad or include_frozen]
+        warn_decay_effect(layer_map, grouped, config.strategy, stacklevel=3)
         if lr is None:
             warnings.warn(
                 "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
@@ -178,24 +179,93 @@ def auto_layer_decay(
         if multipliers.unused:
             grouped = "" if include_frozen else " trainable"
             warnings.warn(f"{option} entries match no{grouped} {which}: {multipliers.unused}", UserWarning, stacklevel=3)
+    if config.no_opt_scale is not None:
+        groups, named = _leave_out_small_scales(groups, named, config)
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
 
 
+def _leave_out_small_scales(groups: list[dict], named: list, config: LayerDecayConfig) -> tuple[list[dict], list]:
+    """The groups without the layers whose scale is below ``no_opt_scale`` (frozen when
+    ``freeze_no_opt``), warned about; and ``named`` without their parameters, for the coverage check."""
+    kept = [g for g in groups if g["scale"] / g.get("lr_mult", 1.0) >= config.no_opt_scale]
+    left = [g for g in groups if g["scale"] / g.get("lr_mult", 1.0) < config.no_opt_scale]
+    if not left:
+        return groups, named
+    if not kept:
+        raise ValueError(f"no_opt_scale={config.no_opt_scale:g} leaves every layer out of the optimizer (the largest "
+                         f"scale is {max(g['scale'] / g.get('lr_mult', 1.0) for g in groups):.3g})")
+    out = {id(p) for g in left for p in g["params"]}
+    if config.freeze_no_opt:
+        for g in left:
+            for param in g["params"]:
+                param.requires_grad_(False)
+    layers = sorted({g["layer_id"] for g in left})
+    count = sum(len(g["params"]) for g in left)
+    warnings.warn(
+        f"no_opt_scale={config.no_opt_scale:g}: layers {layers} ({count} tensors, scale below it) are left out of the "
+        "optimizer" + (" and frozen" if config.freeze_no_opt else
+                       "; they still compute gradients (freeze_no_opt=True freezes them)"),
+        UserWarning, stacklevel=4,
+    )
+    return kept, [(n, p) for n, p in named if id(p) not in out]
+
+
 def _lr_multiplier(
-    lr_mult: Multipliers, head_lr_mult: float, layer_map: Optional[LayerMap], canonical_of: Mapping[str, str]
+    lr_mult: Multipliers,
+    head_lr_mult: float,
+    layer_map: Optional[LayerMap],
+    canonical_of: Mapping[str, str],
+    loraplus: Optional[Callable[[str], float]],
 ) -> Optional[Callable[[str], float]]:
     """``name -> lr multiplier``: the matching ``lr_mult`` entry's, times ``head_lr_mult`` at the
-    head's layer id; ``None`` when neither is set."""
-    if not lr_mult and head_lr_mult == 1.0:
+    head's layer id, times LoRA+'s; ``None`` when none is set."""
+    if not lr_mult and head_lr_mult == 1.0 and loraplus is None:
         return None
     head_id = layer_map.num_layers - 1 if layer_map is not None else None
     ids = layer_map.ids if layer_map is not None else {}
 
     def multiplier(name: str) -> float:
-        by_name = lr_mult.of(name, canonical_of[name]) if lr_mult else 1.0
-        return by_name * head_lr_mult if ids.get(name) == head_id else by_name
+        value = lr_mult.of(name, canonical_of[name]) if lr_mult else 1.0
+        if ids.get(name) == head_id:
+            value *= head_lr_mult
+        return value * loraplus(name) if loraplus is not None else value
+
+    return multiplier
+
+
+def _loraplus_multiplier(
+    model: nn.Module, seen: ModelView, config: LayerDecayConfig, lr: Optional[float]
+) -> Optional[Callable[[str], float]]:
+    """LoRA+'s ``name -> multiplier``, by the rule of ``peft.optimizers.create_loraplus_optimizer``:
+    the parameters of a LoRA embedding layer (the module two levels up has ``lora_embedding_A``)
+    get ``loraplus_lr_embedding / lr``; ``lora_B`` weights and 1-D parameters the ratio."""
+    ratio = config.loraplus_lr_ratio
+    if ratio is None:
+        return None
+    found = walk(model)
+    if not any("lora_B" in name for name, param in found.named if param.requires_grad):
+        warnings.warn(f"loraplus_lr_ratio={ratio:g}, but no trainable parameter is a lora_B weight: is the model "
+                      "wrapped by PEFT with LoRA?", UserWarning, stacklevel=4)
+
+    def in_embedding(name: str) -> bool:
+        owner = name.rsplit(".", 2)[0] if name.count(".") >= 2 else None  # the tuner layer above its ParameterDict
+        return hasattr(found.modules.get(owner), "lora_embedding_A")
+
+    embedding = [name for name, _ in found.named if in_embedding(name)]
+    if embedding and lr is None:
+        raise ValueError(
+            f"loraplus_lr_embedding={config.loraplus_lr_embedding:g} is an lr (PEFT's convention) for {embedding[0]!r} "
+            "and the other LoRA embedding weights: give lr= too"
+        )
+    embedding_mult = config.loraplus_lr_embedding / lr if embedding else 1.0
+    embedding = set(embedding)
+
+    def multiplier(name: str) -> float:
+        if name in embedding:
+            return embedding_mult
+        return ratio if "lora_B" in name or len(seen.shape_of[name]) == 1 else 1.0
 
     return multiplier
 

@@ -160,6 +160,21 @@ class LayerDecayConfig:
             (``{"*.gamma": 0}`` turns it off); the same matching rule.
         head_lr_mult: multiplier of the lr of every parameter at the head's layer id (a freshly
             initialised head often trains at 10-100x), whatever its names; composes with ``lr_mult``.
+        loraplus_lr_ratio: LoRA+ (Hayou et al. 2024) on top of the decay: every ``lora_B`` weight
+            and every 1-D trainable parameter (DoRA's magnitude, biases) gets this times its
+            layer's lr, the ``lora_A`` of the same module its layer's lr; the parameters of
+            PEFT's LoRA embedding layers get ``loraplus_lr_embedding``. At ``layer_decay=1.0``
+            the lrs are those of ``peft.optimizers.create_loraplus_optimizer``; the weight decay
+            keeps this library's rule (PEFT decays 1-D parameters other than norms and biases).
+        loraplus_lr_embedding: the lr (absolute, as in PEFT) of LoRA embedding weights under
+            LoRA+, times their layer scale; needs ``lr``.
+        no_opt_scale: layers whose scale (before ``lr_mult``) is below this are left out of the
+            groups, as timm's ``layer_decay_no_opt_scale`` does: a decay of 0.65 over 24 blocks
+            gives the stem 3e-5 of the head's lr, an update too small to matter that still costs
+            optimizer state. A warning lists the layers left out.
+        freeze_no_opt: also set ``requires_grad=False`` on the parameters ``no_opt_scale`` leaves
+            out (timm does so always), which saves their gradients too; by default the model is
+            not touched.
         frozen: ``"skip"`` (default): parameters with ``requires_grad=False`` are in no group;
             ``"include"``: they join their layer's group, so that unfreezing them later trains
             them at their layer's lr (torch optimizers skip parameters without a gradient).
@@ -199,12 +214,20 @@ class LayerDecayConfig:
     wd_mult: Mapping[str, float] = _option(dict, "Weight-decay multipliers, as pattern=multiplier (e.g. '*.gamma=0'); "
                                            "the longest matching pattern wins.", door=list[str], factory=True)
     head_lr_mult: float = _option(1.0, "LR multiplier of the parameters at the head's layer id.", door=float)
+    loraplus_lr_ratio: Optional[float] = _option(None, "LoRA+: lora_B (and 1-D parameters, as PEFT) at this times "
+                                                 "their layer's lr (e.g. 16).", door=Optional[float])
+    loraplus_lr_embedding: float = _option(1e-6, "LoRA+: the lr of LoRA weights of embedding layers, times their "
+                                           "layer scale (PEFT's default 1e-6).", door=float)
+    no_opt_scale: Optional[float] = _option(None, "Leave out of the optimizer the layers whose scale is below this "
+                                            "(timm's layer_decay_no_opt_scale), with a warning.", door=Optional[float])
+    freeze_no_opt: bool = _option(False, "Also set requires_grad=False on what no_opt_scale leaves out.", door=bool)
     frozen: str = _option("skip", "Parameters with requires_grad=False: 'skip' (in no group) or 'include' (in their "
                           "layer's group, trained at its lr once unfrozen).", door=str, choices=_FROZEN)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)  # frozen: the normal forms are set once, here
-        for name in ("layer_decay", "weight_decay", "min_scale", "normalize_depth", "head_lr_mult"):
+        for name in ("layer_decay", "weight_decay", "min_scale", "normalize_depth", "head_lr_mult", "loraplus_lr_ratio",
+                     "loraplus_lr_embedding", "no_opt_scale"):
             set_(name, as_number(getattr(self, name)))
         if isinstance(self.no_weight_decay, str):  # a lone string would be read character by character
             set_("no_weight_decay", (self.no_weight_decay,))
@@ -236,6 +259,12 @@ class LayerDecayConfig:
             )
         NameMatcher(self.no_weight_decay)  # strings only
         check_number("head_lr_mult", self.head_lr_mult)
+        check_number("loraplus_lr_ratio", self.loraplus_lr_ratio, allow_none=True, positive=True)
+        check_number("loraplus_lr_embedding", self.loraplus_lr_embedding)
+        check_number("no_opt_scale", self.no_opt_scale, allow_none=True, positive=True)
+        check_flag("freeze_no_opt", self.freeze_no_opt)
+        if self.freeze_no_opt and self.no_opt_scale is None:
+            raise ValueError("freeze_no_opt=True freezes what no_opt_scale leaves out: give no_opt_scale too")
         _check_choice("frozen", self.frozen, _FROZEN)
 
     def auto_strategy(self) -> Strategy:

@@ -33,6 +33,10 @@ NON_DEFAULT = {
     "lr_mult": (["head=10", "blocks.0=0.5"], {"head": 10.0, "blocks.0": 0.5}),
     "wd_mult": (["*.gamma=0"], {"*.gamma": 0.0}),
     "head_lr_mult": (["20"], 20.0),
+    "loraplus_lr_ratio": (["16"], 16.0),
+    "loraplus_lr_embedding": (["1e-5"], 1e-5),
+    "no_opt_scale": (["0.001"], 0.001),
+    "freeze_no_opt": ([], True),
     "frozen": (["include"], "include"),
 }
 

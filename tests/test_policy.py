@@ -12,7 +12,7 @@ import torch
 import transformers
 from torch import nn
 
-from hf_timm_layerdecay import LayerDecayConfig, auto_layer_decay, create_optimizer, layer_ids
+from hf_timm_layerdecay import LayerDecayConfig, LayerDecayWarning, auto_layer_decay, create_optimizer, layer_ids
 from hf_timm_layerdecay.api import resolve_layer_map
 
 BASE_LR, DECAY = 1e-3, 0.5
@@ -278,3 +278,171 @@ def test_a_config_and_keyword_arguments_give_the_same_groups():
         optimizer = create_optimizer(model, "adamw", lr=BASE_LR, config=config, betas=(0.8, 0.9))
     assert [g["lr"] for g in optimizer.param_groups] == [g["lr"] for g in by_config]
     assert {g["betas"] for g in optimizer.param_groups} == {(0.8, 0.9)}
+
+
+# -- LoRA+ ------------------------------------------------------------------------------------------------
+
+
+def _peft_llama(**lora):
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    base = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=32))
+    return peft, peft.get_peft_model(base, peft.LoraConfig(r=2, **lora))
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("lora", [
+    dict(target_modules=["q_proj", "v_proj"]),
+    dict(target_modules=["q_proj", "v_proj", "embed_tokens"], use_dora=False),
+    dict(target_modules=["q_proj", "v_proj"], use_dora=True),
+], ids=["lora", "lora-embedding", "dora"])
+def test_loraplus_at_decay_one_gives_pefts_own_lrs(lora):
+    peft, model = _peft_llama(**lora)
+    from peft.optimizers import create_loraplus_optimizer
+
+    theirs = create_loraplus_optimizer(model, torch.optim.AdamW, lr=BASE_LR, loraplus_lr_ratio=16,
+                                       loraplus_lr_embedding=1e-5)
+    their_lr = {id(p): g["lr"] for g in theirs.param_groups for p in g["params"]}
+    ours = create_optimizer(model, "adamw", lr=BASE_LR, layer_decay=1.0, loraplus_lr_ratio=16,
+                            loraplus_lr_embedding=1e-5)
+    named = dict(model.named_parameters())
+    our_lr = {id(named[n]): g["lr"] for g in ours.param_groups for n in g["param_names"]}
+    assert our_lr.keys() == their_lr.keys()
+    assert our_lr == pytest.approx(their_lr, rel=1e-12)
+    assert len(set(our_lr.values())) == (3 if "embed_tokens" in lora["target_modules"] else 2)
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_loraplus_composes_with_the_layer_decay():
+    _, model = _peft_llama(target_modules=["q_proj", "v_proj"])
+    groups = auto_layer_decay(model, lr=BASE_LR, layer_decay=DECAY, loraplus_lr_ratio=16)
+    expected = decayed(model)
+    lrs = lr_of(groups)
+    for name, lr in lrs.items():
+        if ".lora_B." in name:
+            a = name.replace(".lora_B.", ".lora_A.")
+            assert lr == pytest.approx(16 * lrs[a], rel=1e-12)
+            assert lrs[a] == pytest.approx(expected[a], rel=1e-12)  # lora_A follows its block's scale
+    assert len({round(lrs[n] / 16, 15) for n in lrs if ".lora_B." in n}) == 3  # one lr per block
+    with pytest.warns(UserWarning, match="no trainable parameter is a lora_B weight"):
+        auto_layer_decay(vit(), lr=BASE_LR, loraplus_lr_ratio=16)
+
+
+# -- Muon ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer_decay", [DECAY, None])
+def test_muon_routes_the_block_matrices_to_muon_and_the_rest_to_adamw(layer_decay):
+    model = vit()
+    optimizer = create_optimizer(model, "muon", lr=0.02, layer_decay=layer_decay, weight_decay=0.01)
+    assert type(optimizer).__name__ == "Muon"
+    ids = layer_ids(model)
+    head = max(ids.values())
+    muon_names, fallback_names = set(), set()
+    for group in optimizer.param_groups:
+        (fallback_names if group.get("use_fallback") else muon_names).update(group["param_names"])
+    assert muon_names | fallback_names == set(ids) and not muon_names & fallback_names
+    shapes = dict((n, p.shape) for n, p in model.named_parameters())
+    # Muon: the 2-D weights of the blocks; the fallback: stem, head, norms, biases, tokens
+    assert muon_names == {n for n in ids if n.startswith("blocks.") and len(shapes[n]) == 2}
+    assert {"cls_token", "pos_embed", "patch_embed.proj.weight", "head.weight", "norm.weight"} <= fallback_names
+    assert all(ids[n] in (0, head) or len(shapes[n]) == 1 for n in fallback_names)
+    expected = {n: 0.02 * (DECAY ** (head - i) if layer_decay else 1.0) for n, i in ids.items()}
+    assert lr_of(optimizer.param_groups) == pytest.approx(expected, rel=1e-12)
+    # one step moves every trainable parameter; a torch scheduler keeps every ratio
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == set(ids)
+    assert lr_of(optimizer.param_groups) == pytest.approx({n: 0.5 * lr for n, lr in expected.items()}, rel=1e-12)
+
+
+def test_torch_muon_class_is_refused_with_the_way_out():
+    if not hasattr(torch.optim, "Muon"):
+        pytest.skip("torch.optim.Muon needs torch >= 2.9")
+    with pytest.raises(ValueError, match="torch.optim.Muon takes 2-D parameters only.*use opt='muon'"):
+        create_optimizer(vit(), torch.optim.Muon, lr=0.02)
+
+
+# -- gradual unfreezing, layers left out --------------------------------------------------------------
+
+
+def test_gradual_unfreezing_trains_each_layer_at_its_lr_from_its_turn():
+    from hf_timm_layerdecay import GradualUnfreezing
+
+    model = vit(depth=2)  # ids: 0 stem, 1-2 blocks, 3 head
+    schedule = GradualUnfreezing(model, every=2)
+    optimizer = create_optimizer(model, "sgd", lr=0.1, momentum=0, layer_decay=DECAY, weight_decay=0.0,
+                                 frozen="include")
+    schedule.check_optimizer(optimizer, model)
+    ids = resolve_layer_map(model).ids  # frozen parameters included
+    x = torch.randn(2, 3, 32, 32)
+    moved_at = {}
+    for step in range(8):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        model(x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        schedule.step()
+        for name, param in model.named_parameters():
+            if name not in moved_at and not torch.equal(param, before[name]):
+                moved_at[name] = step
+    first = {}
+    for name, step in moved_at.items():
+        first.setdefault(ids[name], set()).add(step)
+    # the head from step 0, then one layer more every 2 steps
+    assert {layer: min(steps) for layer, steps in first.items()} == {3: 0, 2: 2, 1: 4, 0: 6}
+    assert schedule.done and all(p.requires_grad for p in model.parameters())
+    # SGD without momentum: a step of exactly lr x scale x gradient at each layer
+    param = model.blocks[0].mlp.fc1.weight
+    param.grad = torch.ones_like(param)
+    before = param.detach().clone()
+    optimizer.step()
+    assert (before - param).mean().item() == pytest.approx(0.1 * DECAY ** 2, rel=1e-5)
+
+
+def test_gradual_unfreezing_refuses_an_optimizer_without_the_frozen_layers():
+    from hf_timm_layerdecay import GradualUnfreezing
+
+    model = vit()
+    schedule = GradualUnfreezing(model, every=5)
+    with pytest.warns(LayerDecayWarning, match="have layer id 4: the layer decay has no effect"):
+        optimizer = create_optimizer(model, "adamw", lr=BASE_LR)  # frozen="skip": only the head's groups
+    with pytest.raises(ValueError, match="are in no optimizer group.*frozen='include'"):
+        schedule.check_optimizer(optimizer, model)
+    # the other way round the check passes: an optimizer built before the schedule froze anything
+    model = vit()
+    optimizer = create_optimizer(model, "adamw", lr=BASE_LR)
+    GradualUnfreezing(model, every=5, optimizer=optimizer)
+
+
+def test_user_frozen_parameters_stay_frozen_and_resume_restores_the_schedule():
+    from hf_timm_layerdecay import GradualUnfreezing
+
+    model = vit(depth=2)
+    _freeze(model.patch_embed)
+    schedule = GradualUnfreezing(model, every=3)
+    for _ in range(12):
+        schedule.step()
+    assert schedule.done and not model.patch_embed.proj.weight.requires_grad  # the user's freeze
+    again = GradualUnfreezing(vit(depth=2), every=3)
+    again.load_state_dict({"steps": 6})
+    assert again.unfrozen_layers == [1, 2, 3]
+
+
+def test_no_opt_scale_leaves_small_layers_out_and_says_so():
+    model = vit()  # 5 ids: scales 1/16 .. 1
+    with pytest.warns(UserWarning, match=r"no_opt_scale=0.1: layers \[0\] \(.* tensors, scale below it\) are left out"):
+        groups = auto_layer_decay(model, lr=BASE_LR, layer_decay=DECAY, no_opt_scale=0.1)
+    assert min(g["layer_id"] for g in groups) == 1
+    assert model.pos_embed.requires_grad  # the model is not touched
+    with pytest.warns(UserWarning, match="left out of the optimizer and frozen"):
+        auto_layer_decay(model, lr=BASE_LR, layer_decay=DECAY, no_opt_scale=0.1, freeze_no_opt=True)
+    assert not model.pos_embed.requires_grad and model.blocks[0].norm1.weight.requires_grad
+    with pytest.raises(ValueError, match="leaves every layer out"):
+        auto_layer_decay(vit(), lr=BASE_LR, layer_decay=DECAY, no_opt_scale=2.0)

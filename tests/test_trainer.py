@@ -321,3 +321,28 @@ def test_multipliers_and_frozen_parameters_from_the_arguments(tmp_path):
     trainer.train()  # the watchdog stays silent: every group keeps its ratio under the schedule
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged[1]["learning_rate"] == pytest.approx(1e-3 / 3)  # the head layer's lr, without head_lr_mult
+
+
+def test_gradual_unfreezing_callback_unfreezes_one_layer_per_step(tmp_path):
+    from hf_timm_layerdecay import GradualUnfreezingCallback
+
+    model = tiny_bert()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = trainer_for(tmp_path, model=model, callbacks=[GradualUnfreezingCallback(every=1)], max_steps=3,
+                          layer_decay_frozen="include", weight_decay=0.0)
+    trainer.train()
+    ids = resolve_layer_map(model).ids
+    changed = {ids[n] for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {2, 3, 4}  # steps 0, 1, 2 trained the head, then layer 3, then layer 2
+    assert not model.bert.embeddings.word_embeddings.weight.requires_grad
+
+
+def test_gradual_unfreezing_callback_leaves_the_users_own_freeze(tmp_path):
+    from hf_timm_layerdecay import GradualUnfreezingCallback
+
+    model = tiny_bert()
+    for param in model.bert.embeddings.parameters():
+        param.requires_grad_(False)  # the user's: left out of the groups (frozen="skip"), never unfrozen
+    trainer = trainer_for(tmp_path, model=model, callbacks=[GradualUnfreezingCallback(every=1)], max_steps=2)
+    trainer.train()  # the user's own freeze: the schedule leaves the embeddings alone
+    assert not model.bert.embeddings.word_embeddings.weight.requires_grad

@@ -296,7 +296,7 @@ def _merged(same: list[dict]) -> dict:
     lr_mult = same[0].get("lr_mult", 1.0)  # part of the scale: equal in all of them
     wd_mults = {g.get("wd_mult", 1.0) for g in same}  # not: a weight decay multiplied to 0 joins the no-decay group
     wd_mult = wd_mults.pop() if len(wd_mults) == 1 else 1.0
-    kinds = {_kind_of(g) for g in same}
+    kinds = {group_kind(g) for g in same}
     kind = kinds.pop() if len(kinds) == 1 else None
     suffix = _multiplier_suffix(lr_mult, wd_mult)
     if same[0]["layer_id"] is None:  # no layer split: decay and no_decay with equal weight decay
@@ -323,7 +323,8 @@ def _merged(same: list[dict]) -> dict:
     return group
 
 
-def _kind_of(group: dict) -> str:
+def group_kind(group: dict) -> str:
+    """``"decay"`` or ``"no_decay"``: which kind of parameters a group of this library holds."""
     name = group["name"].removesuffix(_multiplier_suffix(group.get("lr_mult", 1.0), group.get("wd_mult", 1.0)))
     return NO_DECAY if name.endswith(NO_DECAY) else DECAY
 

@@ -160,3 +160,19 @@ def _current(pairs: list[tuple[dict, float]]) -> str:
 
 def _lrs(pairs: list[tuple[dict, float]]) -> str:
     return ", ".join(f"{expected:.4g}" for _, expected in pairs[:4]) + (" ..." if len(pairs) > 4 else "")
+
+
+def layer_learning_rates(optimizer: Any) -> dict[int, float]:
+    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``): the
+    layer's own lr, without the ``lr_mult`` some of its groups carry.
+
+    Example:
+        >>> layer_learning_rates([{"layer_id": 0, "lr": 0.25}, {"layer_id": 1, "lr": 5.0, "lr_mult": 10.0}])
+        {0: 0.25, 1: 0.5}
+    """
+    groups = getattr(optimizer, "param_groups", optimizer)
+    return {
+        group["layer_id"]: float(group["lr"]) / group.get("lr_mult", 1.0)
+        for group in groups
+        if group.get("layer_id") is not None
+    }

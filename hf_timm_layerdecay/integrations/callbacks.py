@@ -30,3 +30,33 @@ class LayerDecayWatchdog(TrainerCallback):
         # made for this one step (a hand-written warmup in a callback)
         if optimizer is not None:
             check_lr_ratios(optimizer)
+
+
+class GradualUnfreezingCallback(TrainerCallback):
+    """:class:`~hf_timm_layerdecay.unfreezing.GradualUnfreezing` in any Trainer: the head first,
+    then one layer more every ``every`` optimizer steps.
+
+    The layers are frozen when training begins, after the Trainer built its optimizer from the
+    parameters trainable then, so every layer is in its group (a ready optimizer given to a plain
+    Trainer must hold them too: ``create_optimizer(..., frozen="include")``; this is checked).
+    Parameters frozen by the user before are never unfrozen. On resume the layers unfrozen by the
+    checkpoint's step are unfrozen at once.
+
+    Example:
+        ``trainer = LayerDecayTrainer(model=model, args=args, callbacks=[GradualUnfreezingCallback(every=100)])``
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.schedule = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       **kwargs: Any) -> None:
+        from ..unfreezing import GradualUnfreezing
+
+        self.schedule = GradualUnfreezing(model, every=self.every, optimizer=optimizer)
+        self.schedule.load_state_dict({"steps": state.global_step})
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.schedule is not None:
+            self.schedule.step()

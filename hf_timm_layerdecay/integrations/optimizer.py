@@ -10,9 +10,10 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..api import auto_layer_decay
+from ..api import auto_layer_decay, resolve_layer_map
 from ..config import LayerDecayConfig, option_fields
 from ..core.checks import check_number
+from ..core.groups import NO_DECAY, group_kind
 from .resume import inner_optimizer, guard_resume
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ OptimizerSpec = Union[str, Callable[..., torch.optim.Optimizer]]
 #: torch optimizers that cannot take several parameter groups.
 _SINGLE_GROUP_ONLY = {"lbfgs": "LBFGS supports a single parameter group, so it cannot apply per-layer learning rates"}
 _LOOKAHEAD = "lookahead_"
+#: timm's Muon family: hidden matrices to Muon, groups marked use_fallback to AdamW.
+_MUON = frozenset({"muon", "nmuon", "adamuon", "nadamuon"})
 #: Keyword arguments of create_optimizer that belong to the groups, not to the optimizer.
 _CONFIG_FIELDS = frozenset(f.name for f in option_fields())
 
@@ -42,6 +45,13 @@ def create_optimizer(
             ``"sgd"``, ...), then timm's registry (``"lamb"``, ``"lion"``, ``"adan"``,
             ``"nadamw"``, ``"lookahead_adamw"``, ...), built by timm's own factory so its
             defaults apply (timm's ``"momentum"`` and ``"nesterov"`` for SGD flavours).
+            ``"muon"`` (and timm's ``"nmuon"``, ``"adamuon"``, ``"nadamuon"``) is timm's Muon in
+            one optimizer: the hidden matrices of the blocks to Muon, the embeddings, the head
+            and the no-decay groups to its AdamW fallback (:func:`route_to_fallback`), both at
+            their layer's lr. Muon's lr then means AdamW's: timm's default
+            ``adjust_lr_fn="match_rms_adamw"`` scales each orthogonalised update to the RMS of
+            an AdamW update (``0.2 * sqrt(max(rows, cols))``); with ``"original"`` Muon's lr is
+            on its own scale (0.02 is typical). ``torch.optim.Muon`` (2-D parameters only) is refused.
             ``"sgd"`` needs ``momentum=``: torch's SGD has none by default and timm's
             ``"sgd"`` 0.9 with Nesterov, and a run that silently got the other would train
             differently (``momentum=0.9, nesterov=True`` is timm's).
@@ -81,6 +91,8 @@ def create_optimizer(
     options = {name: kwargs.pop(name) for name in list(kwargs) if name in _CONFIG_FIELDS}
     config = LayerDecayConfig.from_options(config, **options)
     groups = auto_layer_decay(model, config, lr=lr)
+    if _is_muon(opt):
+        groups = route_to_fallback(groups, model, config)
     _refuse_meta_tensors(groups)
     optimizer = build(groups, lr=lr, weight_decay=config.weight_decay, **kwargs)
     accept_unnamed_groups(optimizer, model)
@@ -117,6 +129,38 @@ def accept_unnamed_groups(optimizer: torch.optim.Optimizer, model: nn.Module) ->
     return optimizer
 
 
+def _is_muon(opt: OptimizerSpec) -> bool:
+    return isinstance(opt, str) and opt.lower().removeprefix(_LOOKAHEAD) in _MUON
+
+
+def route_to_fallback(groups: list[dict], model: nn.Module, config: LayerDecayConfig) -> list[dict]:
+    """Mark the groups timm's Muon must give to its AdamW fallback: ``use_fallback=True``.
+
+    Muon orthogonalises the update of a hidden weight matrix; it is meant for the matrices of the
+    blocks, not for embeddings, the head, or what this library keeps out of weight decay (norms,
+    biases, position tables, tokens). Those go to the fallback: the groups at the stem's and the
+    head's layer ids, and every no-decay group. A group that holds both kinds (layers merged by
+    ``min_scale``, or no layer decay at all) is split in two, ``<name>@muon`` and
+    ``<name>@fallback``. Muon's own groups keep timm's shape check (a 1-D tensor still falls back).
+    """
+    layer_map = resolve_layer_map(model, config.auto_strategy())
+    ends = {0, layer_map.num_layers - 1}
+    routed = []
+    for group in groups:
+        if group_kind(group) == NO_DECAY:
+            routed.append({**group, "use_fallback": True})
+            continue
+        fallback = [layer_map.ids[name] in ends for name in group["param_names"]]
+        if all(fallback) or not any(fallback):
+            routed.append({**group, "use_fallback": True} if all(fallback) else group)
+            continue
+        for suffix, wanted in (("@muon", False), ("@fallback", True)):
+            part = [(n, p) for n, p, f in zip(group["param_names"], group["params"], fallback) if f is wanted]
+            routed.append({**group, "name": group["name"] + suffix, "params": [p for _, p in part],
+                           "param_names": [n for n, _ in part], **({"use_fallback": True} if wanted else {})})
+    return routed
+
+
 def _refuse_meta_tensors(groups: list[dict]) -> None:
     meta = next((name for g in groups for name, p in zip(g["param_names"], g["params"]) if p.is_meta), None)
     if meta is not None:
@@ -141,10 +185,15 @@ def resolve_optimizer(opt: OptimizerSpec) -> Callable[..., torch.optim.Optimizer
     key = opt.lower()
     if key in _SINGLE_GROUP_ONLY:
         raise ValueError(_SINGLE_GROUP_ONLY[key])
+    timm_names = _timm_optimizer_names()
+    if key.removeprefix(_LOOKAHEAD) in _MUON:
+        if key.removeprefix(_LOOKAHEAD) not in timm_names:
+            raise ValueError(f"{opt!r} needs timm's Muon (timm >= 1.0.21), which routes the embeddings, the head and "
+                             "the no-decay groups to its AdamW fallback; torch.optim.Muon takes 2-D parameters only")
+        return _via_timm(key)
     torch_optimizers = _torch_optimizers()
     if key in torch_optimizers:
         return _direct(torch_optimizers[key])
-    timm_names = _timm_optimizer_names()
     if key in timm_names or (key.startswith(_LOOKAHEAD) and key[len(_LOOKAHEAD):] in timm_names):
         return _via_timm(key)
     valid = sorted(set(torch_optimizers) | set(timm_names))
@@ -156,6 +205,11 @@ def resolve_optimizer(opt: OptimizerSpec) -> Callable[..., torch.optim.Optimizer
 def _direct(optimizer_cls: Callable[..., torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
     accepted = _accepted_kwargs(optimizer_cls)
     name = getattr(optimizer_cls, "__name__", repr(optimizer_cls))
+    if optimizer_cls is getattr(torch.optim, "Muon", None):
+        raise ValueError(
+            "torch.optim.Muon takes 2-D parameters only, and a model's groups hold norms, biases and embeddings too: "
+            "use opt='muon' (timm's Muon: the hidden matrices of the blocks to Muon, the rest to its AdamW fallback)"
+        )
 
     def build(groups: list[dict], *, lr: float, weight_decay: float, **kwargs: Any) -> torch.optim.Optimizer:
         if accepted is not None:

@@ -29,6 +29,7 @@ from transformers import __version__ as transformers_version
 from .._compat import call_create_optimizer, is_optimizer_factory
 from ..api import auto_layer_decay
 from ..config import LayerDecayConfig, option_default, option_fields
+from ..core.lr_ratios import layer_learning_rates
 from .callbacks import LayerDecayWatchdog
 from .resume import guard_resume
 
@@ -317,16 +318,6 @@ class LayerDecayTrainer(LayerDecayMixin, Trainer):
         >>> sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups})  # embeddings, 2 blocks, head
         [(0, 0.000125), (1, 0.00025), (2, 0.0005), (3, 0.001)]
     """
-
-
-def layer_learning_rates(optimizer: torch.optim.Optimizer) -> dict[int, float]:
-    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``): the
-    layer's own lr, without the ``lr_mult`` some of its groups carry."""
-    return {
-        group["layer_id"]: float(group["lr"]) / group.get("lr_mult", 1.0)
-        for group in optimizer.param_groups
-        if group.get("layer_id") is not None
-    }
 
 
 def deepspeed_layer_decay_problems(config: dict) -> list[str]:
