@@ -346,3 +346,15 @@ def test_gradual_unfreezing_callback_leaves_the_users_own_freeze(tmp_path):
     trainer = trainer_for(tmp_path, model=model, callbacks=[GradualUnfreezingCallback(every=1)], max_steps=2)
     trainer.train()  # the user's own freeze: the schedule leaves the embeddings alone
     assert not model.bert.embeddings.word_embeddings.weight.requires_grad
+
+
+def test_gradual_unfreezing_by_epochs(tmp_path):
+    from hf_timm_layerdecay import GradualUnfreezingCallback
+
+    model = tiny_bert()
+    trainer = trainer_for(tmp_path, model=model, callbacks=[GradualUnfreezingCallback(every=1, unit="epoch")],
+                          max_steps=-1, num_train_epochs=2, per_device_train_batch_size=32)  # 2 steps an epoch
+    trainer.train()
+    ids = resolve_layer_map(model).ids
+    unfrozen = {ids[n] for n, p in model.named_parameters() if p.requires_grad}
+    assert unfrozen == {2, 3, 4}  # the head, then one layer after each of the 2 epochs

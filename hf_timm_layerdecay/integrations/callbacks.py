@@ -34,7 +34,7 @@ class LayerDecayWatchdog(TrainerCallback):
 
 class GradualUnfreezingCallback(TrainerCallback):
     """:class:`~hf_timm_layerdecay.unfreezing.GradualUnfreezing` in any Trainer: the head first,
-    then one layer more every ``every`` optimizer steps.
+    then one layer more every ``every`` optimizer steps (``unit="step"``) or epochs (``unit="epoch"``).
 
     The layers are frozen when training begins, after the Trainer built its optimizer from the
     parameters trainable then, so every layer is in its group (a ready optimizer given to a plain
@@ -46,8 +46,11 @@ class GradualUnfreezingCallback(TrainerCallback):
         ``trainer = LayerDecayTrainer(model=model, args=args, callbacks=[GradualUnfreezingCallback(every=100)])``
     """
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, unit: str = "step") -> None:
+        if unit not in ("step", "epoch"):
+            raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
         self.every = every
+        self.unit = unit
         self.schedule = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
@@ -55,8 +58,13 @@ class GradualUnfreezingCallback(TrainerCallback):
         from ..unfreezing import GradualUnfreezing
 
         self.schedule = GradualUnfreezing(model, every=self.every, optimizer=optimizer)
-        self.schedule.load_state_dict({"steps": state.global_step})
+        done = state.global_step if self.unit == "step" else int(state.epoch or 0)
+        self.schedule.load_state_dict({"steps": done})
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.schedule is not None:
+        if self.unit == "step" and self.schedule is not None:
+            self.schedule.step()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.unit == "epoch" and self.schedule is not None:
             self.schedule.step()
