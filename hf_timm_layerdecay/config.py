@@ -261,6 +261,9 @@ class LayerDecayConfig:
         check_number("head_lr_mult", self.head_lr_mult)
         check_number("loraplus_lr_ratio", self.loraplus_lr_ratio, allow_none=True, positive=True)
         check_number("loraplus_lr_embedding", self.loraplus_lr_embedding)
+        if self.loraplus_lr_ratio is None and self.loraplus_lr_embedding != _FIELDS["loraplus_lr_embedding"].default:
+            raise ValueError(f"loraplus_lr_embedding={self.loraplus_lr_embedding:g} applies with LoRA+ only: give "
+                             "loraplus_lr_ratio too")
         check_number("no_opt_scale", self.no_opt_scale, allow_none=True, positive=True)
         check_flag("freeze_no_opt", self.freeze_no_opt)
         if self.freeze_no_opt and self.no_opt_scale is None:

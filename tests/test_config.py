@@ -92,6 +92,10 @@ def test_the_config_checks_every_option_once():
     with pytest.raises(ValueError, match="layer_decay=1.5 is above 1"):
         LayerDecayConfig(layer_decay=1.5)
     assert LayerDecayConfig(layer_decay=1.5, allow_decay_above_one=True).layer_decay == 1.5
+    with pytest.raises(ValueError, match="loraplus_lr_embedding=1e-05 applies with LoRA\\+ only"):
+        LayerDecayConfig(loraplus_lr_embedding=1e-5)
+    with pytest.raises(ValueError, match="freeze_no_opt=True freezes what no_opt_scale leaves out"):
+        LayerDecayConfig(freeze_no_opt=True)
     with pytest.raises(ValueError, match="frozen must be one of"):
         LayerDecayConfig(frozen="thaw")
     with pytest.raises(ValueError, match=r"lr_mult\['head'\] must be a finite number >= 0"):

@@ -358,3 +358,13 @@ def test_gradual_unfreezing_by_epochs(tmp_path):
     ids = resolve_layer_map(model).ids
     unfrozen = {ids[n] for n, p in model.named_parameters() if p.requires_grad}
     assert unfrozen == {2, 3, 4}  # the head, then one layer after each of the 2 epochs
+
+
+def test_options_without_layer_decay_are_not_silently_ignored(tmp_path):
+    with pytest.warns(UserWarning, match="layer_decay_head_lr_mult set, but layer_decay is None.*Set layer_decay"):
+        trainer_for(tmp_path, layer_decay=None, layer_decay_head_lr_mult=10.0)
+    trainer = trainer_for(tmp_path, layer_decay=1.0, layer_decay_head_lr_mult=10.0)  # multipliers without decay
+    ids = resolve_layer_map(trainer.model).ids
+    for group in trainer.create_optimizer().param_groups:
+        for name in group["param_names"]:
+            assert group["lr"] == pytest.approx(1e-2 if ids[name] == MAX_ID else 1e-3), name

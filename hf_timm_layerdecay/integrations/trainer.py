@@ -158,6 +158,15 @@ class LayerDecayMixin:
         super().__init__(*args, **kwargs)
         if self.layer_decay is not None:
             self.layer_decay_config()  # every option checked now, not at the first step
+        else:
+            ignored = [argument_name(n) for n in layer_decay_config(self.args).changed() if argument_name(n)
+                       and n != "layer_decay"]
+            if ignored:
+                warnings.warn(
+                    f"{', '.join(ignored)} set, but layer_decay is None: {type(self).__name__} then builds the Trainer's "
+                    "own optimizer and ignores them. Set layer_decay (1.0 applies the other options without decay)",
+                    UserWarning, stacklevel=2,
+                )
         if self.layer_decay is not None and self.optimizer is not None:
             raise ValueError(
                 f"{type(self).__name__} got layer_decay={self.layer_decay} and a ready optimizer (optimizers=(optimizer, "
