@@ -177,8 +177,8 @@ def auto_layer_decay(
             )
     for option, multipliers, which in (("lr_mult", lr_mult, "parameter"), ("wd_mult", wd_mult, "weight-decayed parameter")):
         if multipliers.unused:
-            grouped = "" if include_frozen else " trainable"
-            warnings.warn(f"{option} entries match no{grouped} {which}: {multipliers.unused}", UserWarning, stacklevel=3)
+            scope = "" if include_frozen else " trainable"
+            warnings.warn(f"{option} entries match no{scope} {which}: {multipliers.unused}", UserWarning, stacklevel=3)
     if config.no_opt_scale is not None:
         groups, named = _leave_out_small_scales(groups, named, config)
     groups = split_by_device_mesh(merge_equal_groups(groups))
