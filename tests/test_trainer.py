@@ -10,7 +10,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 from hf_timm_layerdecay.api import resolve_layer_map
 from hf_timm_layerdecay import LayerDecayTrainer, LayerDecayTrainingArguments, create_optimizer, layer_ids
 from hf_timm_layerdecay.integrations.resume import ResumeMismatchError
-from hf_timm_layerdecay.integrations.trainer import deepspeed_layer_decay_problems
+from hf_timm_layerdecay.integrations.deepspeed import deepspeed_layer_decay_problems
 from trainer_setup import ToyDataset, tiny_bert, training_args
 
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
@@ -299,7 +299,7 @@ def test_deepspeed_config_problems_are_named():
     assert deepspeed_layer_decay_problems({"zero_optimization": {"stage": 2}, "bf16": {"enabled": True}}) == []
     problems = deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupDecayLR"}})
     assert "'optimizer' section" in problems[0] and "single parameter group" in problems[0]
-    assert "'scheduler' section" in problems[1] and "lr_scheduler_type" in problems[1]
+    assert "WarmupDecayLR has warmup_max_lr=0.001" in problems[1] and "lr_scheduler_type" in problems[1]
 
 
 def test_multipliers_and_frozen_parameters_from_the_arguments(tmp_path):

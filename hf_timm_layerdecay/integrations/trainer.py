@@ -31,6 +31,7 @@ from ..api import auto_layer_decay
 from ..config import LayerDecayConfig, option_default, option_fields
 from ..core.lr_ratios import layer_learning_rates
 from .callbacks import LayerDecayWatchdog
+from .deepspeed import deepspeed_layer_decay_problems
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -327,31 +328,3 @@ class LayerDecayTrainer(LayerDecayMixin, Trainer):
         >>> sorted({(g["layer_id"], g["lr"]) for g in optimizer.param_groups})  # embeddings, 2 blocks, head
         [(0, 0.000125), (1, 0.00025), (2, 0.0005), (3, 0.001)]
     """
-
-
-def deepspeed_layer_decay_problems(config: dict) -> list[str]:
-    """What in a DeepSpeed config would throw layer decay away, and how to keep it.
-
-    With an ``optimizer`` section DeepSpeed builds its own optimizer from ``model.parameters()``
-    (one group: no layer decay) and the Trainer's ``create_optimizer`` never runs; with a
-    ``scheduler`` section its ``WarmupLR`` / ``WarmupDecayLR`` set one lr for every group.
-
-    Example:
-        >>> deepspeed_layer_decay_problems({"zero_optimization": {"stage": 2}})
-        []
-        >>> len(deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}}))
-        2
-    """
-    problems = []
-    if "optimizer" in config:
-        problems.append(
-            "the DeepSpeed config has an 'optimizer' section: DeepSpeed then builds its optimizer with a single "
-            "parameter group and layer decay is lost. Remove the section and set the optimizer through "
-            "TrainingArguments (optim, learning_rate, weight_decay, adam_beta1/2) so the Trainer creates it."
-        )
-    if "scheduler" in config:
-        problems.append(
-            "the DeepSpeed config has a 'scheduler' section: DeepSpeed's WarmupLR / WarmupDecayLR write one lr into "
-            "every parameter group and layer decay is lost. Remove the section and use lr_scheduler_type instead."
-        )
-    return problems

@@ -1,0 +1,86 @@
+"""What in a DeepSpeed config throws layer decay away, read from the config alone.
+
+DeepSpeed builds its own optimizer from an ``optimizer`` section (the Trainer hands it the model's
+parameters in one group), and its schedulers set the lrs of every group. Which schedulers keep
+each group's own lr was measured on DeepSpeed's own classes (``deepspeed.runtime.lr_schedules``,
+``tests/integrations/test_deepspeed.py``):
+
+* ``WarmupCosineLR`` multiplies each group's lr by one ratio: kept;
+* ``WarmupLR`` and ``WarmupDecayLR`` warm every group up to ``warmup_max_lr``: one number writes
+  that lr into every group (``"auto"``: the Trainer fills in ``learning_rate``), a per-group list
+  or ``null`` keeps each group's own lr. ``WarmupLR``'s default (no ``warmup_max_lr``) is the
+  groups' own lrs from DeepSpeed 0.18; ``WarmupDecayLR``'s default is 0.001;
+* ``OneCycle`` and ``LRRangeTest`` set absolute lrs: lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+#: WarmupLR without warmup_max_lr warms each group up to its own lr from this DeepSpeed version.
+_OWN_LR_DEFAULT_SINCE = (0, 18)
+
+
+def deepspeed_layer_decay_problems(config: dict, deepspeed_version: Optional[str] = None) -> list[str]:
+    """What in a DeepSpeed config would throw layer decay away, and how to keep it.
+
+    Args:
+        config: the DeepSpeed config (a dict, as the Trainer holds it).
+        deepspeed_version: the installed DeepSpeed's version (default: read from the package
+            when it is installed); older versions give ``WarmupLR`` another default.
+
+    Example:
+        >>> deepspeed_layer_decay_problems({"zero_optimization": {"stage": 2}})
+        []
+        >>> deepspeed_layer_decay_problems({"scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": 10}}})
+        []
+        >>> len(deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupDecayLR"}}))
+        2
+    """
+    problems = []
+    if "optimizer" in config:
+        problems.append(
+            "the DeepSpeed config has an 'optimizer' section: DeepSpeed then builds its optimizer with a single "
+            "parameter group and layer decay is lost. Remove the section and set the optimizer through "
+            "TrainingArguments (optim, learning_rate, weight_decay, adam_beta1/2) so the Trainer creates it."
+        )
+    scheduler = config.get("scheduler")
+    if scheduler is not None:
+        problem = _scheduler_problem(scheduler, deepspeed_version or _installed_version())
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _scheduler_problem(scheduler: dict, version: Optional[str]) -> Optional[str]:
+    kind = scheduler.get("type")
+    params = scheduler.get("params") or {}
+    keep = ("Keep the decay with WarmupCosineLR, with WarmupLR / WarmupDecayLR whose warmup_max_lr is null (each "
+            "group warms up to its own lr), or by removing the section and using lr_scheduler_type.")
+    if kind == "WarmupCosineLR":
+        return None
+    if kind in ("WarmupLR", "WarmupDecayLR"):
+        own_default = kind == "WarmupLR" and _at_least(version, _OWN_LR_DEFAULT_SINCE)
+        max_lr = params.get("warmup_max_lr", None if own_default else 0.001)
+        if max_lr is None or isinstance(max_lr, (list, tuple)):
+            return None
+        given = "" if "warmup_max_lr" in params else f" (DeepSpeed {version or '?'}'s default)"
+        return (f"the DeepSpeed scheduler {kind} has warmup_max_lr={max_lr!r}{given}: it writes that one lr into every "
+                f"parameter group and layer decay is lost. {keep}")
+    return f"the DeepSpeed scheduler {kind!r} sets absolute lrs, the same for every group: layer decay is lost. {keep}"
+
+
+def _installed_version() -> Optional[str]:
+    from importlib import metadata
+
+    try:
+        return metadata.version("deepspeed")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _at_least(version: Optional[str], wanted: tuple[int, int]) -> bool:
+    if version is None:
+        return False  # not installed: assume the older default, which loses the decay
+    parts = [int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit()]
+    return tuple(parts) >= wanted
