@@ -1,6 +1,8 @@
-"""Collection of the package's doctests: a module of an optional integration whose package is not
-installed (the oldest-versions environment has no Lightning) is not collected."""
+"""Collection: the scripts under tests/distributed/ (run by the tests in their own processes) are
+no test modules, and a module of an optional integration whose package is not installed (the
+oldest-versions environment has no Lightning) is not collected for its doctests."""
 
 import importlib.util
 
+collect_ignore_glob = ["tests/distributed/*.py"]
 collect_ignore = [] if importlib.util.find_spec("lightning") else ["hf_timm_layerdecay/integrations/lightning.py"]

@@ -70,6 +70,22 @@ def test_lightning_ddp_two_processes(tmp_path):
     assert rank0["steps"] == rank1["steps"]  # the same lrs, the same layers moving, on both ranks
     ids = {"model." + n: i for n, i in resolve_layer_map(Classifier().model).ids.items()}
     check_steps(rank0["steps"], ids)
-    # plain "ddp" cannot unfreeze (frozen layers get no gradient): refused with the fix, not a DDP crash
-    refused = run_ddp(tmp_path / "plain", "ddp")
-    assert refused.returncode != 0 and "Use strategy='ddp_find_unused_parameters_true'" in refused.stderr
+
+
+def test_plain_ddp_is_refused_with_the_fix(tmp_path):
+    """Plain DDP fails at the first step where a frozen layer gets no gradient (what the two-process
+    run above shows without find_unused_parameters): the callback refuses it when training starts."""
+    import torch
+    import torch.distributed as dist
+
+    from hf_timm_layerdecay.integrations.lightning import _refuse_ddp_without_unused_parameters
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        plain = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+        with pytest.raises(ValueError, match="Use strategy='ddp_find_unused_parameters_true'"):
+            _refuse_ddp_without_unused_parameters(plain)
+        _refuse_ddp_without_unused_parameters(
+            torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2), find_unused_parameters=True))
+    finally:
+        dist.destroy_process_group()
