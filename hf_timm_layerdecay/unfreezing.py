@@ -28,16 +28,18 @@ class GradualUnfreezing:
     Args:
         model: the model, bare or wrapped, as given to ``create_optimizer``.
         every: steps between two unfreezings (>= 1).
-        optimizer: when given, checked to hold every parameter this schedule will unfreeze, so
-            that none is unfrozen into no group (build it with ``frozen="include"``).
+        optimizer: checked to hold every parameter this schedule will unfreeze, so that none is
+            unfrozen into no group. Build it first (every layer is then trainable and grouped)
+            or with ``frozen="include"``, and pass it; without it nothing is checked (call
+            :meth:`check_optimizer` yourself).
         strategy: how layer ids are found; the one the optimizer's groups were built with.
 
     Example:
         >>> import torch
         >>> from hf_timm_layerdecay import create_optimizer
         >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
-        >>> unfreezing = GradualUnfreezing(model, every=10)
         >>> optimizer = create_optimizer(model, "adamw", lr=1e-3, frozen="include")
+        >>> unfreezing = GradualUnfreezing(model, every=10, optimizer=optimizer)
         >>> unfreezing.unfrozen_layers, model[0].weight.requires_grad
         ([2], False)
         >>> for _ in range(20):
