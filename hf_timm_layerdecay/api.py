@@ -16,6 +16,7 @@ from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
 from .core.multipliers import Multipliers
+from .core.regions import RegionError, region_scale_function, resolve_regions, unnamed_below_head
 from .core.scales import LayerDecayWarning, as_number, is_decay_off, layer_scales
 from .core.strategies import layer_map_from_patterns, layer_map_from_rule
 from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
@@ -67,9 +68,8 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     if isinstance(strategy, AutoStrategy):
         layer_map = infer_layer_map(seen.inner, strategy)
         if seen.renamed:
-            layer_map = LayerMap(
-                {canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers, layer_map.notes
-            )
+            layer_map = LayerMap({canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers,
+                                 layer_map.notes, {canonical_name(p): s for p, s in layer_map.regions.items()})
     elif callable(strategy):
         layer_map = layer_map_from_rule(canonical_names, strategy)
     else:
@@ -81,7 +81,7 @@ def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
     if not seen.renamed and list(layer_map.ids) == canonical_names:
         return layer_map  # already keyed by the reported names, in named_parameters() order
     ids = {outer: layer_map.ids[canonical] for outer, canonical in seen.canonical_of.items()}
-    return LayerMap(ids, layer_map.num_layers, layer_map.notes)
+    return LayerMap(ids, layer_map.num_layers, layer_map.notes, layer_map.regions)
 
 
 @walks_once
@@ -157,15 +157,10 @@ def auto_layer_decay(
     if not decay_on:
         groups = build_param_groups(named, **common)
     else:
-        scales = layer_scales(
-            layer_map.num_layers,
-            config.layer_decay,
-            min_scale=config.min_scale,
-            normalize_depth=config.normalize_depth,
-            allow_decay_above_one=config.allow_decay_above_one,
-        )
-        groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scales.__getitem__, **common)
         grouped = [name for name, param in named if param.requires_grad or include_frozen]
+        scale_of, region_of = _scale_function(layer_map, config, type(seen.inner).__name__, grouped, canonical_of)
+        groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scale_of, region_of=region_of,
+                                    **common)
         warn_decay_effect(layer_map, grouped, config.strategy, stacklevel=3)
         if lr is None:
             warnings.warn(
@@ -184,6 +179,30 @@ def auto_layer_decay(
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
     return groups
+
+
+def _scale_function(
+    layer_map: LayerMap, config: LayerDecayConfig, model_name: str, grouped: list[str], canonical_of: Mapping[str, str]
+) -> tuple[Callable, Optional[Callable[[str], Optional[str]]]]:
+    """``(scale_of, region_of)`` for :func:`build_param_groups`: one frame's scales by layer id,
+    or, for a ``{region: decay}`` layer decay, scales by layer id and region, with the region of
+    every name (see :mod:`hf_timm_layerdecay.core.regions`)."""
+    def scales(num_layers: int, decay: Any) -> list[float]:
+        return layer_scales(num_layers, decay, min_scale=config.min_scale, normalize_depth=config.normalize_depth,
+                            allow_decay_above_one=config.allow_decay_above_one)
+
+    if not isinstance(config.layer_decay, Mapping):
+        return scales(layer_map.num_layers, config.layer_decay).__getitem__, None
+    regions = resolve_regions(config.layer_decay, layer_map, model_name)
+    unnamed = unnamed_below_head(regions, layer_map, grouped, canonical_of)
+    if unnamed:
+        shown = ", ".join(f"{name!r} (id {layer_map.ids[name]})" for name in unnamed[:3])
+        raise RegionError(
+            f"layer_decay={config.layer_decay!r} says no decay for {len(unnamed)} parameter(s) below the head outside "
+            f"the named regions: {shown}{', ...' if len(unnamed) > 3 else ''}. Add a decay for them with the key "
+            f"'*' (over the whole model, as a float layer_decay), or name their region; regions: {list(layer_map.regions)}"
+        )
+    return region_scale_function(regions, layer_map.num_layers, scales), lambda name: regions.region_of(canonical_of[name])
 
 
 def _leave_out_small_scales(groups: list[dict], named: list, config: LayerDecayConfig) -> tuple[list[dict], list]:

@@ -7,6 +7,7 @@ model type (from its default config) or a path to a local ``config.json``.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -34,7 +35,7 @@ def inspect_model(args: argparse.Namespace) -> int:
     groups = auto_layer_decay(model, config, lr=args.lr)
     report = layer_decay_report(groups, model, notes=resolve_layer_map(model, config.auto_strategy()).notes)
     changed = {name: value for name, value in config.changed().items() if name not in _ALWAYS_SHOWN}
-    options = [f"layer_decay={config.layer_decay}", f"lr={args.lr:g}", f"weight_decay={config.weight_decay:g}"]
+    options = [f"layer_decay={_shown(config.layer_decay)}", f"lr={args.lr:g}", f"weight_decay={config.weight_decay:g}"]
     options += [f"{name}={_shown(value)}" for name, value in changed.items()]
     title = f"{args.model} ({type(model).__name__}): {', '.join(options)}"
     if args.json:
@@ -110,7 +111,7 @@ def _add_options(command: argparse.ArgumentParser) -> None:
         elif door == list[str]:
             kwargs.update(nargs="*", metavar="PATTERN=X" if isinstance(default, dict) else "NAME")
         else:
-            kwargs["type"] = float if door in (float, Optional[float]) else str
+            kwargs["type"] = float if door in (float, Optional[float]) else door if inspect.isfunction(door) else str
             if option.metadata["choices"]:
                 kwargs["choices"] = list(option.metadata["choices"])
         shown = "" if isinstance(default, (dict, tuple)) or default is None else f" (default {default})"

@@ -11,6 +11,7 @@ This module imports no framework: the command line reads it to build its parser.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import math
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 from .core.checks import check_flag, check_number
-from .core.scales import LayerDecay, as_number, check_decay_options
+from .core.scales import LayerDecay, LayerDecayError, as_number, check_decay_options
 from .core.strategies import PatternRule
 from .core.weight_decay import NameMatcher
 
@@ -116,12 +117,64 @@ def check_strategy(strategy: object) -> Strategy:
 
 def _option(default: Any, help: str, *, door: Any = None, choices: tuple = (), factory: bool = False) -> Any:
     """A config field. ``door``: the type it has where it is given as text (Trainer arguments,
-    command line); the richer Python values some options take (a callable decay, a rule of
-    one's own) are reachable from Python only."""
+    command line), or a function text -> value raising ``argparse.ArgumentTypeError`` (both
+    parsers take it as the argument's type and report its errors as their own); the richer
+    Python values some options take (a callable decay, a rule of one's own) are reachable from
+    Python only."""
     metadata = {"help": help, "door": door, "choices": choices}
     if factory:
         return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def parse_layer_decay(value: object) -> object:
+    """``layer_decay`` in its normal form: text (the command line's and the Trainer arguments'
+    form) read as a number, ``none`` or ``region=decay`` pairs; a ``{region: decay}`` mapping
+    checked (string keys, numbers as values) and reduced to its float when it has only ``"*"``;
+    anything else unchanged (checked by :func:`~hf_timm_layerdecay.core.scales.layer_scales`).
+
+    Example:
+        >>> parse_layer_decay("0.8"), parse_layer_decay("vision_model=0.9,text_model=0.8")
+        (0.8, {'vision_model': 0.9, 'text_model': 0.8})
+        >>> parse_layer_decay({"*": 0.7})
+        0.7
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "none":
+            return None
+        if "=" not in text:
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"layer_decay={value!r} is neither a number nor region=decay pairs "
+                                 "(e.g. 'vision_model=0.9,text_model=0.8')") from None
+        value = parse_multipliers("layer_decay", [entry for entry in text.split(",") if entry.strip()])
+    if not isinstance(value, Mapping):
+        return value
+    decays = {}
+    for region, decay in value.items():
+        if not isinstance(region, str) or not region:
+            raise LayerDecayError(
+                f"layer_decay is a mapping with the key {region!r}: its keys are region names ({{'vision_model': 0.9, "
+                "'text_model': 0.8}, '*' for the rest). Per-layer scales indexed by layer id are a sequence "
+                "(list(mapping.values()) if the keys are 0..n-1)"
+            )
+        decay = as_number(decay)
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real):
+            raise LayerDecayError(f"layer_decay[{region!r}] must be a number (one decay per region), got {decay!r}")
+        decays[region] = float(decay)
+    if not decays:
+        raise LayerDecayError("layer_decay is an empty mapping; give a float, or {region: decay} for at least one region")
+    return decays["*"] if list(decays) == ["*"] else decays
+
+
+def layer_decay_text(text: str) -> object:
+    """:func:`parse_layer_decay` as a parser's argument type: its errors become the parser's."""
+    try:
+        return parse_layer_decay(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -136,7 +189,11 @@ class LayerDecayConfig:
     Attributes:
         layer_decay: a float ``d`` (``scale = d ** (num_layers - 1 - layer_id)``), a sequence of
             per-layer scales indexed by layer id, a callable ``layer_id -> scale``, or ``None``
-            / ``1.0`` for no layer decay (the plain decay / no-decay pair of groups).
+            / ``1.0`` for no layer decay (the plain decay / no-decay pair of groups). Also a
+            decay per region, ``{"vision_model": 0.9, "text_model": 0.8}`` (towers, an encoder,
+            a decoder: each decay over its region's own depth; ``"*"`` for the parameters outside
+            the named regions), see :mod:`~hf_timm_layerdecay.core.regions`; as text
+            ``"vision_model=0.9,text_model=0.8"``.
         weight_decay: weight decay of the decayed groups. Biases, parameters with at most one
             dimension and the ``no_weight_decay`` names get 0.
         strategy: how layer ids are found: ``"auto"``, ``"structural"``, an :class:`AutoStrategy`,
@@ -188,7 +245,9 @@ class LayerDecayConfig:
     """
 
     layer_decay: Optional[LayerDecay] = _option(0.75, "Layer-wise lr decay: layer i gets lr * decay ** (max_id - i); "
-                                                "1.0 or None turns it off. Typical: 0.65-0.9.", door=Optional[float])
+                                                "1.0 or None turns it off. Typical: 0.65-0.9. Per region (towers, "
+                                                "encoder, decoder): region=decay,... ('*' for the rest).",
+                                                door=layer_decay_text)
     weight_decay: float = _option(0.05, "Weight decay of the decayed groups.", door=float)
     strategy: Strategy = _option("auto", "How layer ids are found: 'auto' (model family, else structure) or "
                                  "'structural'.", door=str, choices=tuple(NAMED_STRATEGIES))
@@ -226,6 +285,8 @@ class LayerDecayConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)  # frozen: the normal forms are set once, here
+        if not isinstance(self.layer_decay, str):  # text is read at the text doors only; here it is refused
+            set_("layer_decay", parse_layer_decay(self.layer_decay))
         for name in ("layer_decay", "weight_decay", "min_scale", "normalize_depth", "head_lr_mult", "loraplus_lr_ratio",
                      "loraplus_lr_embedding", "no_opt_scale"):
             set_(name, as_number(getattr(self, name)))
@@ -245,8 +306,9 @@ class LayerDecayConfig:
         check_number("weight_decay", self.weight_decay)
         check_flag("model_no_weight_decay", self.model_no_weight_decay)
         check_flag("allow_decay_above_one", self.allow_decay_above_one)
-        check_decay_options(self.layer_decay, min_scale=self.min_scale, normalize_depth=self.normalize_depth,
-                            allow_decay_above_one=self.allow_decay_above_one)
+        for decay in self.layer_decay.values() if isinstance(self.layer_decay, Mapping) else [self.layer_decay]:
+            check_decay_options(decay, min_scale=self.min_scale, normalize_depth=self.normalize_depth,
+                                allow_decay_above_one=self.allow_decay_above_one)
         strategy = check_strategy(self.strategy)
         AutoStrategy(**{name: getattr(self, name) for name in _AUTO_FIELDS})  # its own checks and messages
         changed = [name for name in _AUTO_FIELDS if getattr(self, name) != _FIELDS[name].default]

@@ -4,6 +4,7 @@ SGD's momentum said out loud. Numbers per parameter, on real timm and transforme
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 
 from hf_timm_layerdecay import LayerDecayConfig, LayerDecayWarning, auto_layer_decay, create_optimizer, layer_ids
 from hf_timm_layerdecay.api import resolve_layer_map
+from hf_timm_layerdecay.core.lr_ratios import layer_lr_series
 
 BASE_LR, DECAY = 1e-3, 0.5
 
@@ -453,3 +455,140 @@ def test_no_opt_scale_leaves_small_layers_out_and_says_so():
     assert not model.pos_embed.requires_grad and model.blocks[0].norm1.weight.requires_grad
     with pytest.raises(ValueError, match="leaves every layer out"):
         auto_layer_decay(vit(), lr=BASE_LR, layer_decay=DECAY, no_opt_scale=2.0)
+
+
+# -- a decay per region (towers, encoder, decoder) ---------------------------------------------------
+
+
+def clip(text_layers: int = 2, vision_layers: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return transformers.CLIPModel(transformers.CLIPConfig(
+        text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=text_layers, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=16, bos_token_id=0, eos_token_id=1),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=vision_layers,
+                           num_attention_heads=2, intermediate_size=37),
+        projection_dim=16,
+    ))
+
+
+def per_region(ids: dict[str, int], frames: dict[str, tuple[int, int, float]], rest=None) -> dict[str, float]:
+    """``base lr x scale`` by the rule of EVA-CLIP's per-tower decay, written out: in a region whose
+    blocks are ids ``a + 1 .. b`` with decay ``d``, id ``i`` gets ``d ** (b + 1 - clamp(i, a, b + 1))``;
+    outside every region ``rest`` over the whole frame, or 1.0."""
+    head = max(ids.values())
+    expected = {}
+    for name, i in ids.items():
+        region = next((r for r in frames if name.startswith(r + ".")), None)
+        if region is None:
+            expected[name] = BASE_LR * (rest ** (head - i) if rest is not None else 1.0)
+        else:
+            a, b, d = frames[region]
+            expected[name] = BASE_LR * d ** (b + 1 - min(max(i, a), b + 1))
+    return expected
+
+
+def test_a_decay_per_tower_runs_over_each_towers_own_depth():
+    model = clip(text_layers=2, vision_layers=3)  # text blocks ids 1-2, vision 1-3, head 4
+    ids = layer_ids(model)
+    assert resolve_layer_map(model).regions == {"vision_model": (0, 3), "text_model": (0, 2)}
+    groups = auto_layer_decay(model, lr=BASE_LR, layer_decay={"vision_model": 0.5, "text_model": 0.8})
+    lrs = lr_of(groups)
+    expected = per_region(ids, {"vision_model": (0, 3, 0.5), "text_model": (0, 2, 0.8)})
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    # the numbers, for the top block and the embeddings of each tower
+    assert lrs["vision_model.encoder.layers.2.mlp.fc1.weight"] == pytest.approx(BASE_LR * 0.5)
+    assert lrs["vision_model.embeddings.patch_embedding.weight"] == pytest.approx(BASE_LR * 0.5 ** 4)
+    assert lrs["text_model.encoder.layers.1.mlp.fc1.weight"] == pytest.approx(BASE_LR * 0.8)
+    assert lrs["text_model.embeddings.token_embedding.weight"] == pytest.approx(BASE_LR * 0.8 ** 3)
+    # what runs after a tower's blocks (its final norm), and the projections: the head's lr
+    assert lrs["text_model.final_layer_norm.weight"] == lrs["visual_projection.weight"] == BASE_LR
+    names = [g["name"] for g in groups]
+    assert "vision_model.layer_1_decay" in names and "text_model.layer_1_decay" in names
+    assert {g.get("region") for g in groups} == {"vision_model", "text_model", None}
+
+
+def test_equal_decays_per_tower_on_towers_of_equal_depth_are_the_float_decay():
+    model = clip(text_layers=3, vision_layers=3)
+    per_tower = auto_layer_decay(model, lr=BASE_LR, layer_decay={"vision_model": DECAY, "text_model": DECAY})
+    assert lr_of(per_tower) == pytest.approx(lr_of(auto_layer_decay(model, lr=BASE_LR, layer_decay=DECAY)), rel=1e-12)
+
+
+def test_eva_clips_visual_and_text_lr_and_decay_compose():
+    # EVA-CLIP: --visual-ld 0.5 --text-ld 0.8 --visual-lr 2x --text-lr 1x, a 10x head
+    model = clip()
+    groups = auto_layer_decay(model, lr=BASE_LR, layer_decay={"vision_model": 0.5, "text_model": 0.8},
+                              lr_mult={"vision_model": 2.0}, head_lr_mult=10)
+    ids = layer_ids(model)
+    expected = per_region(ids, {"vision_model": (0, 3, 0.5), "text_model": (0, 2, 0.8)})
+    head = max(ids.values())
+    for name, lr in lr_of(groups).items():
+        mult = (2.0 if name.startswith("vision_model.") else 1.0) * (10.0 if ids[name] == head else 1.0)
+        assert lr == pytest.approx(expected[name] * mult, rel=1e-12), name
+
+
+def t5(tied: bool) -> nn.Module:
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=2, decoder_start_token_id=0))
+    if not tied:  # a separate output projection (T5 v1.1, mT5)
+        model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone())
+    return model
+
+
+def test_encoder_and_decoder_decays_and_the_rest():
+    model = t5(tied=False)  # shared embedding 0, encoder blocks 1-2, decoder 3-4, lm_head 5
+    ids = layer_ids(model)
+    assert resolve_layer_map(model).regions == {"encoder": (0, 2), "decoder": (2, 4)}
+    with pytest.raises(ValueError, match=r"says no decay for 1 parameter\(s\) below the head outside the named "
+                                         r"regions: 'shared.weight' \(id 0\)\. Add a decay for them with the key '\*'"):
+        auto_layer_decay(model, lr=BASE_LR, layer_decay={"encoder": 0.5, "decoder": 0.8})
+    lrs = lr_of(auto_layer_decay(model, lr=BASE_LR, layer_decay={"encoder": 0.5, "decoder": 0.8, "*": 0.9}))
+    assert lrs == pytest.approx(per_region(ids, {"encoder": (0, 2, 0.5), "decoder": (2, 4, 0.8)}, rest=0.9), rel=1e-12)
+    assert lrs["shared.weight"] == pytest.approx(BASE_LR * 0.9 ** 5)
+    assert lrs["decoder.block.0.layer.0.SelfAttention.q.weight"] == pytest.approx(BASE_LR * 0.8 ** 2)
+    assert lrs["encoder.final_layer_norm.weight"] == pytest.approx(BASE_LR * 0.5)  # joins its last block
+    # tied, the shared embedding is the head: nothing below the head is outside the two regions
+    tied = t5(tied=True)
+    assert lr_of(auto_layer_decay(tied, lr=BASE_LR, layer_decay={"encoder": 0.5, "decoder": 0.8}))["shared.weight"] == BASE_LR
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_a_peft_wrapped_model_finds_its_towers_by_their_short_names():
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(clip(), peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    lrs = lr_of(auto_layer_decay(model, lr=BASE_LR, layer_decay={"vision_model": 0.5, "text_model": 0.8}))
+    assert len(lrs) == 10  # the LoRA A and B of q_proj in 3 + 2 blocks
+    assert lrs["base_model.model.vision_model.encoder.layers.0.self_attn.q_proj.lora_A.default.weight"] == \
+        pytest.approx(BASE_LR * 0.5 ** 3)
+    assert lrs["base_model.model.text_model.encoder.layers.1.self_attn.q_proj.lora_B.default.weight"] == \
+        pytest.approx(BASE_LR * 0.8)
+
+
+def test_region_names_that_do_not_fit_the_model_are_errors_listing_its_regions():
+    with pytest.raises(ValueError, match=r"layer_decay names no region 'audio_model' of CLIPModel; its regions "
+                                         r"\(blocks' ids\): 'vision_model' \(1-3\), 'text_model' \(1-2\)"):
+        auto_layer_decay(clip(), lr=BASE_LR, layer_decay={"audio_model": 0.5})
+    with pytest.raises(ValueError, match="VisionTransformer has no regions .* give layer_decay as one float"):
+        auto_layer_decay(vit(), lr=BASE_LR, layer_decay={"blocks": 0.5})
+
+
+def test_a_decay_per_region_from_the_text_doors(capsys):
+    from hf_timm_layerdecay import LayerDecayTrainingArguments
+    from hf_timm_layerdecay.cli import main
+
+    (args,) = transformers.HfArgumentParser(LayerDecayTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", "out", "--layer_decay", "vision_model=0.5,text_model=0.8", "--use_cpu"])
+    assert args.layer_decay == {"vision_model": 0.5, "text_model": 0.8}
+    assert main(["inspect", "clip", "--layer-decay", "vision_model=0.5,text_model=0.8", "--names", "0", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["groups"]
+    by_name = {row["name"]: row["scale"] for row in rows}
+    assert by_name["vision_model.layer_12_decay"] == pytest.approx(0.5)
+    assert by_name["text_model.layer_1_decay"] == pytest.approx(0.8 ** 12)
+
+
+def test_per_layer_lr_series_name_the_region():
+    groups = auto_layer_decay(clip(), lr=BASE_LR, layer_decay={"vision_model": 0.5, "text_model": 0.8})
+    series = layer_lr_series(torch.optim.AdamW(groups, lr=BASE_LR))
+    assert list(series) == ["layer_4", "text_model.layer_0", "text_model.layer_1", "text_model.layer_2",
+                            "vision_model.layer_0", "vision_model.layer_1", "vision_model.layer_2", "vision_model.layer_3"]
+    assert series["text_model.layer_1"] == pytest.approx(BASE_LR * 0.8 ** 2)

@@ -76,7 +76,8 @@ def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> Layer
             f"{len(outside)} parameter(s) added outside the model by {type(model).__name__} "
             f"(e.g. {outside[0]!r}) are input-side: id 0",
         )
-    return LayerMap(ids, inner_map.num_layers, notes)
+    regions = {prefix + path: span for path, span in inner_map.regions.items()}
+    return LayerMap(ids, inner_map.num_layers, notes, regions)
 
 
 def _find_transformers_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
@@ -117,7 +118,16 @@ def _transformers_layer_map(model: nn.Module, options: AutoStrategy) -> LayerMap
     ids, notes = _resolve_aliases(model, placer, options.tied_head)
     warn_unnumbered_block_lists(model, layout, ids)  # transformers 4.x only
     notes += _layout_notes(layout, numbering, towers, options)
-    return LayerMap(ids, placer.head + 1, tuple(notes))
+    return LayerMap(ids, placer.head + 1, tuple(notes), _regions(layout, numbering))
+
+
+def _regions(layout: Region, numbering: Numbering) -> dict[str, tuple[int, int]]:
+    """Every part of the model with blocks of its own (towers, encoders, decoders, backbones,
+    the blocks a tower-holding model runs itself) -> the span of its block ids, in run order."""
+    regions = {region.path: numbering.spans[region.path] for region in layout.regions()
+               if region.path and region.path in numbering.spans}
+    regions.update((name, span) for name, span in numbering.towers.items() if name not in regions)
+    return regions
 
 
 def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[dict[str, int], list[str]]:

@@ -16,6 +16,8 @@ A group is a plain ``dict`` that ``torch.optim`` accepts as is. Keys:
                   name then ends in ``_lr_x<multiplier>``.
 ``wd_mult``       only where a ``wd_mult`` other than 1 applies (name ends in ``_wd_x<multiplier>``);
                   ``weight_decay`` is already multiplied.
+``region``        only under a per-region ``layer_decay``: the region whose decay gave the scale
+                  (the name then starts with ``<region>.``: ``"vision_model.layer_3_decay"``).
 ``lr_scale``      the scale again, present only when no ``lr`` was given.
 ``merged_layer_ids``  only on a group that holds several layers with identical hyperparameters
                   (see :func:`merge_equal_groups`); its ``layer_id`` is then the lowest of them.
@@ -62,6 +64,7 @@ def build_param_groups(
     lr_mult_of: Optional[Callable[[str], float]] = None,
     wd_mult_of: Optional[Callable[[str], float]] = None,
     include_frozen: bool = False,
+    region_of: Optional[Callable[[str], Optional[str]]] = None,
 ) -> list[dict]:
     """Split the trainable parameters into groups by (layer id, weight decay or not, multipliers).
 
@@ -76,10 +79,13 @@ def build_param_groups(
         lr_mult_of, wd_mult_of: ``name -> multiplier`` of the lr / of the weight decay;
             ``None`` means 1.0. The weight-decay multiplier is asked of decayed parameters only.
         include_frozen: put frozen parameters in their groups too (they train once unfrozen).
+        region_of: ``name -> region label or None``, for a decay per region: parameters of one
+            layer in different regions get different groups, and ``scale_of`` is then called as
+            ``scale_of(layer_id, region)``.
 
     Returns:
-        Groups sorted by layer id, the decayed group of a layer before its no-decay group, then
-        by multipliers.
+        Groups sorted by layer id, then region (none first), the decayed group of a layer before
+        its no-decay group, then by multipliers.
     """
     if scale_of is not None and layer_of is None:
         raise ValueError("a layer scale function needs a layer id function too (get_num_layer / layer_of)")
@@ -89,13 +95,18 @@ def build_param_groups(
             continue
         decays = not is_no_decay(name, param)
         layer_id = layer_of(name) if layer_of is not None else None
+        region = region_of(name) if region_of is not None else None
         lr_mult = float(lr_mult_of(name)) if lr_mult_of is not None else 1.0
         wd_mult = float(wd_mult_of(name)) if wd_mult_of is not None and decays else 1.0
-        key = (layer_id, not decays, lr_mult, wd_mult)
+        key = (layer_id, region or "", not decays, lr_mult, wd_mult)
         group = groups.get(key)
         if group is None:
-            scale = float(scale_of(layer_id)) if scale_of is not None else 1.0
-            group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr, lr_mult, wd_mult)
+            if scale_of is None:
+                scale = 1.0
+            else:
+                scale = float(scale_of(layer_id) if region_of is None else scale_of(layer_id, region))
+            group = groups[key] = _new_group(layer_id, decays, weight_decay if decays else 0.0, scale, lr, lr_mult,
+                                             wd_mult, region)
         group["params"].append(param)
         group["param_names"].append(name)
     _refuse_repeats(list(groups.values()))
@@ -128,12 +139,13 @@ def _refuse_repeats(groups: list[dict]) -> None:
 
 def _new_group(
     layer_id: Optional[int], decays: bool, weight_decay: float, scale: float, lr: Optional[float],
-    lr_mult: float = 1.0, wd_mult: float = 1.0,
+    lr_mult: float = 1.0, wd_mult: float = 1.0, region: Optional[str] = None,
 ) -> dict:
     kind = DECAY if decays else NO_DECAY
     scale *= lr_mult
+    name = (kind if layer_id is None else f"layer_{layer_id}_{kind}") + _multiplier_suffix(lr_mult, wd_mult)
     group = {
-        "name": (kind if layer_id is None else f"layer_{layer_id}_{kind}") + _multiplier_suffix(lr_mult, wd_mult),
+        "name": name if region is None else f"{region}.{name}",
         "layer_id": layer_id,
         "params": [],
         "param_names": [],
@@ -145,6 +157,8 @@ def _new_group(
         group["lr_mult"] = lr_mult
     if wd_mult != 1.0:
         group["wd_mult"] = wd_mult
+    if region is not None:
+        group["region"] = region
     if lr is None:
         group["lr_scale"] = scale
     else:
@@ -313,7 +327,12 @@ def _merged(same: list[dict]) -> dict:
         span = f"layers_{layers[0]}-{layers[-1]}"
     else:
         span = "layers_" + "_".join(map(str, layers))
-    group = dict(same[0], name=span + (f"_{kind}" if kind else "") + suffix, layer_id=layers[0])
+    regions = {g.get("region") for g in same}
+    region = regions.pop() if len(regions) == 1 else None
+    prefix = f"{region}." if region is not None else ""
+    group = dict(same[0], name=prefix + span + (f"_{kind}" if kind else "") + suffix, layer_id=layers[0])
+    if region is None:
+        group.pop("region", None)
     group["params"] = [p for g in same for p in g["params"]]
     group["param_names"] = [n for g in same for n in g["param_names"]]
     if len(layers) > 1:
@@ -330,8 +349,9 @@ def group_kind(group: dict) -> str:
 
 
 #: Keys that say what a group holds, not how it is optimized (``wd_mult`` too: its effect is in
-#: ``weight_decay``, and a weight decay multiplied to 0 joins the layer's no-decay group).
-_GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids", "wd_mult"})
+#: ``weight_decay``, and a weight decay multiplied to 0 joins the layer's no-decay group; ``region``
+#: too: two regions' groups with equal hyperparameters are one group).
+_GROUP_CONTENT = frozenset({"params", "param_names", "name", "layer_id", "merged_layer_ids", "wd_mult", "region"})
 
 
 def split_by_device_mesh(groups: list[dict]) -> list[dict]:

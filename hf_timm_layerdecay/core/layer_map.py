@@ -56,6 +56,10 @@ class LayerMap:
             ids present, e.g. when a model built without a classifier keeps the head slot so
             that the other layers keep the scales they have with a head.
         notes: remarks worth showing a user (shared blocks, fallbacks), in plain words.
+        regions: parts of the model with blocks of their own (towers, an encoder, a decoder), as
+            ``path -> (a, b)``: the region's blocks have ids ``a + 1 .. b``. Paths are module paths
+            without wrapper prefixes. Filled by the transformers adapter; a per-region
+            ``layer_decay`` (:mod:`~hf_timm_layerdecay.core.regions`) reads it.
 
     Frozen parameters are part of the map on purpose: they fix the frame, so freezing part of
     a model never changes the scales of the parameters that still train.
@@ -64,6 +68,7 @@ class LayerMap:
     ids: Mapping[str, int]
     num_layers: int
     notes: tuple[str, ...] = field(default=())
+    regions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         values = self.ids.values()

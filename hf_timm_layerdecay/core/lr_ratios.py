@@ -163,8 +163,8 @@ def _lrs(pairs: list[tuple[dict, float]]) -> str:
 
 
 def layer_learning_rates(optimizer: Any) -> dict[int, float]:
-    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id``): the
-    layer's own lr, without the ``lr_mult`` some of its groups carry.
+    """``{layer id: current lr}`` read from the optimizer's groups (those with a ``layer_id`` and no
+    ``region``): the layer's own lr, without the ``lr_mult`` some of its groups carry.
 
     Example:
         >>> layer_learning_rates([{"layer_id": 0, "lr": 0.25}, {"layer_id": 1, "lr": 5.0, "lr_mult": 10.0}])
@@ -174,5 +174,29 @@ def layer_learning_rates(optimizer: Any) -> dict[int, float]:
     return {
         group["layer_id"]: float(group["lr"]) / group.get("lr_mult", 1.0)
         for group in groups
-        if group.get("layer_id") is not None
+        if group.get("layer_id") is not None and group.get("region") is None
     }
+
+
+def layer_lr_series(optimizer: Any) -> dict[str, float]:
+    """One lr per layer, named for logging: ``layer_<id>``, and ``<region>.layer_<id>`` for the
+    layers of a region with a decay of its own (a layer id means a different lr in each region).
+
+    Example:
+        >>> layer_lr_series([{"layer_id": 1, "lr": 0.5, "region": "text_model"}, {"layer_id": 2, "lr": 1.0}])
+        {'layer_2': 1.0, 'text_model.layer_1': 0.5}
+    """
+    groups = getattr(optimizer, "param_groups", optimizer)
+    series = {}
+    for group in groups:
+        if group.get("layer_id") is not None:
+            region = group.get("region")
+            name = f"layer_{group['layer_id']}" if region is None else f"{region}.layer_{group['layer_id']}"
+            series[name] = float(group["lr"]) / group.get("lr_mult", 1.0)
+    return dict(sorted(series.items(), key=_series_order))
+
+
+def _series_order(item: tuple[str, float]) -> tuple[str, int]:
+    """Layers without a region first, then by region; by layer id inside each."""
+    region, _, layer = item[0].rpartition("layer_")
+    return region, int(layer)

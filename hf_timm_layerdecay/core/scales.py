@@ -106,9 +106,10 @@ def layer_scales(
         raw = [check_scale(_call(layer_decay, i), f"layer_decay({i})") for i in range(num_layers)]
     elif isinstance(layer_decay, Mapping):
         raise LayerDecayError(
-            f"layer_decay is a mapping ({type(layer_decay).__name__} with keys {list(layer_decay)[:5]}); give a float, "
-            "a sequence of per-layer scales indexed by layer id (list(mapping.values()) if the keys are 0..n-1) or a "
-            "callable layer_id -> scale"
+            f"layer_decay is a mapping ({type(layer_decay).__name__} with keys {list(layer_decay)[:5]}); the scales of "
+            "one frame come from a float, a sequence of per-layer scales indexed by layer id (list(mapping.values()) if "
+            "the keys are 0..n-1) or a callable layer_id -> scale. A {region: decay} mapping is read by "
+            "auto_layer_decay (hf_timm_layerdecay.core.regions)"
         )
     elif isinstance(layer_decay, (str, bytes, set, frozenset)) or not isinstance(layer_decay, Iterable):
         raise LayerDecayError(

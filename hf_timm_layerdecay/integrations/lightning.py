@@ -27,7 +27,7 @@ except ImportError as exc:  # an optional extra: say which
         "hf_timm_layerdecay.integrations.lightning needs Lightning 2.x: pip install \"hf_timm_layerdecay[lightning]\""
     ) from exc
 
-from ..core.lr_ratios import check_lr_ratios, layer_learning_rates
+from ..core.lr_ratios import check_lr_ratios, layer_lr_series
 from ..unfreezing import GradualUnfreezing
 
 
@@ -46,9 +46,9 @@ class LayerDecayMonitor(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self.log_layers or not trainer.optimizers:
             return
-        by_layer = layer_learning_rates(trainer.optimizers[0])
-        if by_layer:
-            pl_module.log_dict({f"lr-layer_{i}": lr for i, lr in sorted(by_layer.items())}, on_step=True,
+        series = layer_lr_series(trainer.optimizers[0])
+        if series:
+            pl_module.log_dict({f"lr-{name}": lr for name, lr in series.items()}, on_step=True,
                                on_epoch=False, logger=True, batch_size=1)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

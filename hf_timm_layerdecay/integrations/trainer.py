@@ -28,8 +28,9 @@ from transformers import __version__ as transformers_version
 
 from .._compat import call_create_optimizer, is_optimizer_factory
 from ..api import auto_layer_decay
-from ..config import LayerDecayConfig, option_default, option_fields
-from ..core.lr_ratios import layer_learning_rates
+from ..config import LayerDecayConfig, option_default, option_fields, parse_layer_decay
+from ..core.lr_ratios import layer_learning_rates, layer_lr_series
+from ..core.scales import LayerDecay
 from .callbacks import LayerDecayWatchdog
 from .deepspeed import deepspeed_layer_decay_problems
 from .resume import guard_resume
@@ -89,6 +90,7 @@ def layer_decay_config(args: Any, **changes: Any) -> LayerDecayConfig:
 
 def _post_init(self: TrainingArguments) -> None:
     TrainingArguments.__post_init__(self)
+    self.layer_decay = parse_layer_decay(self.layer_decay)  # text from the parser: a number or region=decay pairs
     # checked here, so that a bad value set in Python (the parser's choices do not guard that)
     # fails before training, not at the first step
     layer_decay_config(self)
@@ -154,7 +156,7 @@ class LayerDecayMixin:
                 "else the Trainer's create_optimizer runs instead of the mixin's and the decay is lost"
             )
 
-    def __init__(self, *args: Any, layer_decay: Optional[float] = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, layer_decay: Optional[LayerDecay] = None, **kwargs: Any) -> None:
         self._given_layer_decay = layer_decay
         super().__init__(*args, **kwargs)
         if self.layer_decay is not None:
@@ -183,7 +185,7 @@ class LayerDecayMixin:
             self.add_callback(LayerDecayWatchdog())
 
     @property
-    def layer_decay(self) -> Optional[float]:
+    def layer_decay(self) -> Optional[LayerDecay]:
         """The decay in force: the ``layer_decay`` given to the Trainer, else ``args.layer_decay``
         as it is now (a hyperparameter search sets it per trial)."""
         from_args = getattr(self.args, "layer_decay", None)
@@ -193,7 +195,7 @@ class LayerDecayMixin:
         return given if given is not None else from_args
 
     @layer_decay.setter
-    def layer_decay(self, value: Optional[float]) -> None:
+    def layer_decay(self, value: Optional[LayerDecay]) -> None:
         if value is not None:
             layer_decay_config(self.args, layer_decay=value)  # checked with the arguments' other options
         self._given_layer_decay = value
@@ -290,12 +292,12 @@ class LayerDecayMixin:
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Log the head's lr as ``learning_rate`` and the lowest as ``learning_rate_min``."""
         if "learning_rate" in logs and self.layer_decay is not None and self.optimizer is not None:
-            by_layer = layer_learning_rates(self.optimizer)
-            if by_layer:
-                logs["learning_rate"] = by_layer[max(by_layer)]
-                logs["learning_rate_min"] = min(by_layer.values())
+            by_layer, series = layer_learning_rates(self.optimizer), layer_lr_series(self.optimizer)
+            if series:
+                logs["learning_rate"] = by_layer[max(by_layer)] if by_layer else max(series.values())
+                logs["learning_rate_min"] = min(series.values())
                 if getattr(self.args, "log_lr_per_layer", False):
-                    logs.update({f"learning_rate_layer_{i}": lr for i, lr in sorted(by_layer.items())})
+                    logs.update({f"learning_rate_{name}": lr for name, lr in series.items()})
         super().log(logs, start_time)
 
 

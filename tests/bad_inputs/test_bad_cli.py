@@ -61,7 +61,7 @@ CASES = [
     Case("cli-compare-no-model", "`compare` without a model", lambda: cli("compare"), exits(2, "the following arguments are required: model")),
     Case("cli-unknown-option", f"`inspect {VIT} --bogus`", lambda: cli("inspect", VIT, "--bogus"), exits(2, "unrecognized arguments: --bogus")),
     Case("cli-decay-word", f"`inspect {VIT} --layer-decay abc`", lambda: cli("inspect", VIT, "--layer-decay", "abc"),
-         exits(2, "argument --layer-decay: invalid float value: 'abc'")),
+         exits(2, "argument --layer-decay: layer_decay='abc' is neither a number nor region=decay pairs")),
     Case("cli-names-word", f"`inspect {VIT} --names x`", lambda: cli("inspect", VIT, "--names", "x"),
          exits(2, "argument --names: invalid int value: 'x'")),
     Case("cli-strategy", f"`inspect {VIT} --strategy bogus`", lambda: cli("inspect", VIT, "--strategy", "bogus"),

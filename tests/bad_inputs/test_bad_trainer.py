@@ -103,7 +103,7 @@ CASES = [
     Case("parse-granularity", "`--layer_decay_granularity blocks`", lambda: parse("--layer_decay_granularity", "blocks"),
          error(SystemExit, "exit 2", "invalid choice: 'blocks' (choose from 'block', 'stage')")),
     Case("parse-decay-word", "`--layer_decay abc`", lambda: parse("--layer_decay", "abc"),
-         error(SystemExit, "exit 2", "argument --layer_decay/--layer-decay: invalid float value: 'abc'")),
+         error(SystemExit, "exit 2", "argument --layer_decay/--layer-decay: layer_decay='abc' is neither a number nor region=decay pairs")),
     Case("parse-min-scale-word", "`--layer_decay_min_scale abc`", lambda: parse("--layer_decay_min_scale", "abc"),
          error(SystemExit, "exit 2", "invalid float value: 'abc'")),
     Case("parse-decay-zero", "`--layer_decay 0`", lambda: parse("--layer_decay", "0"), error(LayerDecayError, "layer_decay must be > 0", "got 0.0")),
