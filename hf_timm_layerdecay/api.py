@@ -1,29 +1,39 @@
-"""The one call: model -> layer ids -> scales -> optimizer parameter groups."""
+"""The entry points: model -> layer ids -> scales -> optimizer parameter groups (the stages are
+:mod:`hf_timm_layerdecay.pipeline`)."""
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable, Iterable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from torch import nn
 
-from .adapters import family_no_weight_decay, infer_layer_map
 from .adapters.walk import walk, walks_once
-from .adapters.wrappers import ModelView, canonical_name, view
-from .config import NAMED_STRATEGIES, AutoStrategy, LayerDecayConfig, Strategy, check_strategy
+from .config import NAMED_STRATEGIES, LayerDecayConfig, Strategy, check_strategy
 from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
-from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
+from .core.layer_map import LayerMap
 from .core.multipliers import Multipliers
-from .core.regions import RegionError, region_scale_function, resolve_regions, unnamed_below_head
-from .core.scales import LayerDecayWarning, as_number, is_decay_off, layer_scales
-from .core.strategies import layer_map_from_patterns, layer_map_from_rule
-from .core.weight_decay import NameMatcher, is_no_decay_shape, no_weight_decay_list
+from .core.scales import as_number, is_decay_off
+from .pipeline import (
+    find_layer_map,
+    leave_out_small_scales,
+    loraplus_multiplier,
+    lr_multiplier,
+    model_index,
+    no_decay_names,
+    scale_function,
+    warn_decay_effect,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NAMED_STRATEGIES", "Strategy", "auto_layer_decay", "check_strategy", "layer_ids", "resolve_layer_map"]
+__all__ = [
+    "NAMED_STRATEGIES", "LayerDecayPlan", "Strategy", "auto_layer_decay", "check_strategy", "layer_decay_plan", "layer_ids",
+    "resolve_layer_map",
+]
 
 
 @walks_once
@@ -57,31 +67,7 @@ def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
 @walks_once
 def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap:
     """The full :class:`LayerMap` (frozen parameters and notes included) for ``model``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return _layer_map(view(model), strategy)
-
-
-def _layer_map(seen: ModelView, strategy: Strategy) -> LayerMap:
-    canonical_names = list(seen.canonical_of.values())
-    strategy = check_strategy(strategy)
-    if isinstance(strategy, AutoStrategy):
-        layer_map = infer_layer_map(seen.inner, strategy)
-        if seen.renamed:
-            layer_map = LayerMap({canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers,
-                                 layer_map.notes, {canonical_name(p): s for p, s in layer_map.regions.items()})
-    elif callable(strategy):
-        layer_map = layer_map_from_rule(canonical_names, strategy)
-    else:
-        layer_map = layer_map_from_patterns(canonical_names, strategy)
-    missing = set(canonical_names) - layer_map.ids.keys()
-    if missing:
-        missing_in_order = [c for c in canonical_names if c in missing]
-        raise LayerIdError(f"no layer id for {len(missing)} parameter(s): {', '.join(missing_in_order[:10])}")
-    if not seen.renamed and list(layer_map.ids) == canonical_names:
-        return layer_map  # already keyed by the reported names, in named_parameters() order
-    ids = {outer: layer_map.ids[canonical] for outer, canonical in seen.canonical_of.items()}
-    return LayerMap(ids, layer_map.num_layers, layer_map.notes, layer_map.regions)
+    return find_layer_map(model_index(model), strategy)
 
 
 @walks_once
@@ -129,28 +115,62 @@ def auto_layer_decay(
         >>> [(g["name"], g["lr"]) for g in auto_layer_decay(model, lr=1e-3, layer_decay=0.5, head_lr_mult=10)][2:]
         [('layer_1_decay_lr_x10', 0.01), ('layer_1_no_decay_lr_x10', 0.01)]
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return _plan(model, config, lr, options).groups
+
+
+@dataclass(frozen=True)
+class LayerDecayPlan:
+    """What one grouping computed: the groups :func:`auto_layer_decay` returns, and the layer map
+    they were built from (``None`` when no layer split was needed), notes included."""
+
+    groups: list[dict]
+    layer_map: Optional[LayerMap]
+
+
+@walks_once
+def layer_decay_plan(
+    model: nn.Module, config: Optional[LayerDecayConfig] = None, *, lr: Optional[float] = None, **options: Any
+) -> LayerDecayPlan:
+    """:func:`auto_layer_decay`'s groups together with the layer map behind them, from one run
+    (the command line shows both).
+
+    Example:
+        >>> import torch
+        >>> plan = layer_decay_plan(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), lr=1.0)
+        >>> len(plan.groups), plan.layer_map.num_layers
+        (4, 2)
+    """
+    return _plan(model, config, lr, options)
+
+
+#: Frames between a warning raised in :func:`_plan` and the user's call: ``_plan``, the entry
+#: point, its :func:`walks_once` wrapper.
+_CALLER = 4
+
+
+def _plan(model: nn.Module, config: Optional[LayerDecayConfig], lr: Optional[float], options: dict) -> LayerDecayPlan:
+    """The stages of :mod:`hf_timm_layerdecay.pipeline`, in order."""
+    index = model_index(model)
     check_number("lr", lr, allow_none=True, positive=True)
     config = LayerDecayConfig.from_options(config, **options)
     lr = as_number(lr)
-    named = walk(model).named
+    named = index.named
     include_frozen = config.frozen == "include"
     if not include_frozen and not any(p.requires_grad for _, p in named):
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    seen = view(model)
-    no_decay = _no_decay_names(seen, named, config.no_weight_decay, config.model_no_weight_decay)
+    no_decay = no_decay_names(index, config.no_weight_decay, use_model_list=config.model_no_weight_decay,
+                              stacklevel=_CALLER + 1)
     decay_on = not is_decay_off(config.layer_decay)
-    layer_map = _layer_map(seen, config.auto_strategy()) if decay_on or config.head_lr_mult != 1.0 else None
+    layer_map = find_layer_map(index, config.auto_strategy()) if decay_on or config.head_lr_mult != 1.0 else None
     lr_mult = Multipliers(config.lr_mult)
     wd_mult = Multipliers(config.wd_mult)
-    canonical_of = seen.canonical_of
+    canonical_of = index.canonical_of
     common = dict(
         weight_decay=config.weight_decay,
         is_no_decay=lambda name, _: name in no_decay,
         lr=lr,
-        lr_mult_of=_lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of,
-                                  _loraplus_multiplier(model, seen, config, lr)),
+        lr_mult_of=lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of,
+                                 loraplus_multiplier(model, index, config, lr, stacklevel=_CALLER + 1)),
         wd_mult_of=(lambda name: wd_mult.of(name, canonical_of[name])) if wd_mult else None,
         include_frozen=include_frozen,
     )
@@ -158,171 +178,25 @@ def auto_layer_decay(
         groups = build_param_groups(named, **common)
     else:
         grouped = [name for name, param in named if param.requires_grad or include_frozen]
-        scale_of, region_of = _scale_function(layer_map, config, type(seen.inner).__name__, grouped, canonical_of)
+        scale_of, region_of = scale_function(layer_map, config, type(index.inner).__name__, grouped, canonical_of)
         groups = build_param_groups(named, layer_of=layer_map.ids.__getitem__, scale_of=scale_of, region_of=region_of,
                                     **common)
-        warn_decay_effect(layer_map, grouped, config.strategy, stacklevel=3)
+        warn_decay_effect(layer_map, grouped, config.strategy, stacklevel=_CALLER)
         if lr is None:
             warnings.warn(
                 "auto_layer_decay() without lr: the groups carry only 'lr_scale', which timm's schedulers "
                 "apply but torch.optim, torch.optim.lr_scheduler and transformers ignore. Pass lr=... to get "
                 "groups with their real per-group 'lr', which every scheduler keeps.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=_CALLER,
             )
     for option, multipliers, which in (("lr_mult", lr_mult, "parameter"), ("wd_mult", wd_mult, "weight-decayed parameter")):
         if multipliers.unused:
             scope = "" if include_frozen else " trainable"
-            warnings.warn(f"{option} entries match no{scope} {which}: {multipliers.unused}", UserWarning, stacklevel=3)
+            warnings.warn(f"{option} entries match no{scope} {which}: {multipliers.unused}", UserWarning,
+                          stacklevel=_CALLER)
     if config.no_opt_scale is not None:
-        groups, named = _leave_out_small_scales(groups, named, config)
+        groups, named = leave_out_small_scales(groups, named, config, stacklevel=_CALLER + 1)
     groups = split_by_device_mesh(merge_equal_groups(groups))
     check_param_groups(groups, model, named=named)
-    return groups
-
-
-def _scale_function(
-    layer_map: LayerMap, config: LayerDecayConfig, model_name: str, grouped: list[str], canonical_of: Mapping[str, str]
-) -> tuple[Callable, Optional[Callable[[str], Optional[str]]]]:
-    """``(scale_of, region_of)`` for :func:`build_param_groups`: one frame's scales by layer id,
-    or, for a ``{region: decay}`` layer decay, scales by layer id and region, with the region of
-    every name (see :mod:`hf_timm_layerdecay.core.regions`)."""
-    def scales(num_layers: int, decay: Any) -> list[float]:
-        return layer_scales(num_layers, decay, min_scale=config.min_scale, normalize_depth=config.normalize_depth,
-                            allow_decay_above_one=config.allow_decay_above_one)
-
-    if not isinstance(config.layer_decay, Mapping):
-        return scales(layer_map.num_layers, config.layer_decay).__getitem__, None
-    regions = resolve_regions(config.layer_decay, layer_map, model_name)
-    unnamed = unnamed_below_head(regions, layer_map, grouped, canonical_of)
-    if unnamed:
-        shown = ", ".join(f"{name!r} (id {layer_map.ids[name]})" for name in unnamed[:3])
-        raise RegionError(
-            f"layer_decay={config.layer_decay!r} says no decay for {len(unnamed)} parameter(s) below the head outside "
-            f"the named regions: {shown}{', ...' if len(unnamed) > 3 else ''}. Add a decay for them with the key "
-            f"'*' (over the whole model, as a float layer_decay), or name their region; regions: {list(layer_map.regions)}"
-        )
-    return region_scale_function(regions, layer_map.num_layers, scales), lambda name: regions.region_of(canonical_of[name])
-
-
-def _leave_out_small_scales(groups: list[dict], named: list, config: LayerDecayConfig) -> tuple[list[dict], list]:
-    """The groups without the layers whose scale is below ``no_opt_scale`` (frozen when
-    ``freeze_no_opt``), warned about; and ``named`` without their parameters, for the coverage check."""
-    kept = [g for g in groups if g["scale"] / g.get("lr_mult", 1.0) >= config.no_opt_scale]
-    left = [g for g in groups if g["scale"] / g.get("lr_mult", 1.0) < config.no_opt_scale]
-    if not left:
-        return groups, named
-    if not kept:
-        raise ValueError(f"no_opt_scale={config.no_opt_scale:g} leaves every layer out of the optimizer (the largest "
-                         f"scale is {max(g['scale'] / g.get('lr_mult', 1.0) for g in groups):.3g})")
-    out = {id(p) for g in left for p in g["params"]}
-    if config.freeze_no_opt:
-        for g in left:
-            for param in g["params"]:
-                param.requires_grad_(False)
-    layers = sorted({g["layer_id"] for g in left})
-    count = sum(len(g["params"]) for g in left)
-    warnings.warn(
-        f"no_opt_scale={config.no_opt_scale:g}: layers {layers} ({count} tensors, scale below it) are left out of the "
-        "optimizer" + (" and frozen" if config.freeze_no_opt else
-                       "; they still compute gradients (freeze_no_opt=True freezes them)"),
-        UserWarning, stacklevel=4,
-    )
-    return kept, [(n, p) for n, p in named if id(p) not in out]
-
-
-def _lr_multiplier(
-    lr_mult: Multipliers,
-    head_lr_mult: float,
-    layer_map: Optional[LayerMap],
-    canonical_of: Mapping[str, str],
-    loraplus: Optional[Callable[[str], float]],
-) -> Optional[Callable[[str], float]]:
-    """``name -> lr multiplier``: the matching ``lr_mult`` entry's, times ``head_lr_mult`` at the
-    head's layer id, times LoRA+'s; ``None`` when none is set."""
-    if not lr_mult and head_lr_mult == 1.0 and loraplus is None:
-        return None
-    head_id = layer_map.num_layers - 1 if layer_map is not None else None
-    ids = layer_map.ids if layer_map is not None else {}
-
-    def multiplier(name: str) -> float:
-        value = lr_mult.of(name, canonical_of[name]) if lr_mult else 1.0
-        if ids.get(name) == head_id:
-            value *= head_lr_mult
-        return value * loraplus(name) if loraplus is not None else value
-
-    return multiplier
-
-
-def _loraplus_multiplier(
-    model: nn.Module, seen: ModelView, config: LayerDecayConfig, lr: Optional[float]
-) -> Optional[Callable[[str], float]]:
-    """LoRA+'s ``name -> multiplier``, by the rule of ``peft.optimizers.create_loraplus_optimizer``:
-    the parameters of a LoRA embedding layer (the module two levels up has ``lora_embedding_A``)
-    get ``loraplus_lr_embedding / lr``; ``lora_B`` weights and 1-D parameters the ratio."""
-    ratio = config.loraplus_lr_ratio
-    if ratio is None:
-        return None
-    found = walk(model)
-    if not any("lora_B" in name for name, param in found.named if param.requires_grad):
-        warnings.warn(f"loraplus_lr_ratio={ratio:g}, but no trainable parameter is a lora_B weight: is the model "
-                      "wrapped by PEFT with LoRA?", UserWarning, stacklevel=4)
-
-    def in_embedding(name: str) -> bool:
-        owner = name.rsplit(".", 2)[0] if name.count(".") >= 2 else None  # the tuner layer above its ParameterDict
-        return hasattr(found.modules.get(owner), "lora_embedding_A")
-
-    embedding = [name for name, _ in found.named if in_embedding(name)]
-    if embedding and lr is None:
-        raise ValueError(
-            f"loraplus_lr_embedding={config.loraplus_lr_embedding:g} is an lr (PEFT's convention) for {embedding[0]!r} "
-            "and the other LoRA embedding weights: give lr= too"
-        )
-    embedding_mult = config.loraplus_lr_embedding / lr if embedding else 1.0
-    embedding = set(embedding)
-
-    def multiplier(name: str) -> float:
-        if name in embedding:
-            return embedding_mult
-        return ratio if "lora_B" in name or len(seen.shape_of[name]) == 1 else 1.0
-
-    return multiplier
-
-
-def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: object, *, stacklevel: int) -> None:
-    """Warn (:class:`LayerDecayWarning`) where the map makes the decay do nothing, or, for a user's
-    rule, skip ids (see :func:`~hf_timm_layerdecay.core.layer_map.decay_effect_problems`)."""
-    from_rule = not isinstance(strategy, (str, AutoStrategy))
-    for problem in decay_effect_problems(layer_map, trainable, from_rule=from_rule):
-        notes = f" ({'; '.join(layer_map.notes)})" if layer_map.notes else ""
-        warnings.warn(problem + notes, LayerDecayWarning, stacklevel=stacklevel + 1)
-
-
-def _no_decay_names(
-    seen: ModelView, named: list, extra: Iterable[str], use_model_list: bool, expected_unused: Iterable[str] = ()
-) -> set[str]:
-    """Names of the parameters that get no weight decay: biases, tensors with at most one
-    dimension, ``extra`` (matched on reported and canonical names) and, if asked, the names
-    the model lists in ``no_weight_decay()`` and those its family adapter knows (timm's
-    position tables and tokens)."""
-    user = NameMatcher(extra)
-    listed = NameMatcher(no_weight_decay_list(seen.inner) if use_model_list else ())
-    family = {canonical_name(n) for n in family_no_weight_decay(seen.inner)} if use_model_list else set()
-    reported = [name for name, _ in named]
-    canonical_of = seen.canonical_of
-    canonicals = [canonical_of[name] for name in reported] if seen.renamed else reported
-    # Whole-list passes rather than a loop of questions per parameter: this runs on every call.
-    # Every matcher sees every name, so that each records which of its entries matched.
-    by_canonical = user.matching(canonicals) | listed.matching(canonicals) | family
-    names = user.matching(reported) if seen.renamed else set()
-    names.update(name for name in reported if is_no_decay_shape(name, seen.shape_of[name]))
-    names.update(name for name, canonical in zip(reported, canonicals) if canonical in by_canonical)
-    expected = set(expected_unused)
-    unexpected = [entry for entry in user.unused if entry not in expected]
-    if unexpected:
-        warnings.warn(f"no_weight_decay entries match no parameter: {unexpected}", UserWarning, stacklevel=4)
-    if len(unexpected) < len(user.unused):
-        logger.debug("no-weight-decay entries without a parameter: %s", user.unused)
-    if listed.unused:
-        logger.debug("%s.no_weight_decay() names without a parameter: %s", type(seen.inner).__name__, listed.unused)
-    return names
+    return LayerDecayPlan(groups, layer_map)

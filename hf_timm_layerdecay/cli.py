@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def inspect_model(args: argparse.Namespace) -> int:
-    from .api import auto_layer_decay, resolve_layer_map
+    from .api import layer_decay_plan
     from .core.report import layer_decay_report
 
     if args.names < 0:
@@ -32,8 +32,10 @@ def inspect_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--plot {args.plot}: the folder {Path(args.plot).resolve().parent} does not exist")
     config = LayerDecayConfig(**{option.name: getattr(args, option.name) for option in option_fields()})
     model = build_model(args.model, task=args.task)
-    groups = auto_layer_decay(model, config, lr=args.lr)
-    report = layer_decay_report(groups, model, notes=resolve_layer_map(model, config.auto_strategy()).notes)
+    plan = layer_decay_plan(model, config, lr=args.lr)
+    groups = plan.groups
+    notes = plan.layer_map.notes if plan.layer_map is not None else ()
+    report = layer_decay_report(groups, model, notes=notes)
     changed = {name: value for name, value in config.changed().items() if name not in _ALWAYS_SHOWN}
     options = [f"layer_decay={_shown(config.layer_decay)}", f"lr={args.lr:g}", f"weight_decay={config.weight_decay:g}"]
     options += [f"{name}={_shown(value)}" for name, value in changed.items()]

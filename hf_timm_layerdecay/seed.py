@@ -24,9 +24,8 @@ from typing import Callable, Iterable, Optional
 
 from torch import nn
 
-from .adapters.walk import walk, walks_once
-from .adapters.wrappers import view
-from .api import _layer_map, _no_decay_names, warn_decay_effect
+from .adapters.walk import walks_once
+from .pipeline import find_layer_map, model_index, no_decay_names, warn_decay_effect
 from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, split_by_device_mesh
 from .core.layer_map import LayerIdError, check_layer_id
@@ -73,15 +72,15 @@ def get_parameter_groups(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_number("weight_decay", weight_decay)
     check_number("lr", lr, allow_none=True, positive=True)
-    named = walk(model).named
-    seen = view(model)
+    index = model_index(model)
+    named = index.named
     # skip_list is usually the model's own no_weight_decay(), whose names often match nothing
     # (301 timm models): only the other entries, typed by the user, are worth a warning
-    listed = no_weight_decay_list(seen.inner)
-    no_decay = _no_decay_names(seen, named, skip_list, use_model_list=False, expected_unused=listed)
+    listed = no_weight_decay_list(index.inner)
+    no_decay = no_decay_names(index, skip_list, use_model_list=False, expected_unused=listed, stacklevel=4)
     layer_of = None
     if get_num_layer is not None:
-        layer_map = _layer_map(seen, get_num_layer)
+        layer_map = find_layer_map(index, get_num_layer)
         layer_of = layer_map.ids.__getitem__
         warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], get_num_layer, stacklevel=3)
     scale_of = None

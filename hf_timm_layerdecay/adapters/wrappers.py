@@ -9,7 +9,7 @@ working on the wrapped one; results are reported under the names the wrapped mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from torch import nn
@@ -38,6 +38,7 @@ class ModelView:
             one dimension: no weight decay" rule still sees matrices as matrices.
         wrapped: whether ``inner`` is a module inside the model given, not the model itself.
         renamed: whether any canonical name differs from the reported one.
+        named: ``list(model.named_parameters())`` of the given model (each parameter once).
     """
 
     inner: nn.Module
@@ -45,6 +46,7 @@ class ModelView:
     shape_of: dict[str, tuple[int, ...]]
     wrapped: bool = False
     renamed: bool = False
+    named: list = field(default_factory=list)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -68,7 +70,7 @@ def view(model: nn.Module) -> ModelView:
     _refuse_flat_parameters(named)
     shape_of = {name: tuple(param.shape) for name, param in named}
     if inner is model and not any(level in joined for level in _INTERNAL_LEVELS):  # the usual case
-        return ModelView(inner, dict(zip(names, names)), shape_of)
+        return ModelView(inner, dict(zip(names, names)), shape_of, named=named)
     canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in walk(inner).named}
     original_shapes = _fsdp1_original_shapes(model) if _FSDP1_LEVEL in joined else {}
     canonical_of = {}
@@ -79,7 +81,7 @@ def view(model: nn.Module) -> ModelView:
         if canonical in original_shapes:
             shape_of[name] = original_shapes[canonical]
     renamed = any(name != canonical for name, canonical in canonical_of.items())
-    return ModelView(inner, canonical_of, shape_of, wrapped=inner is not model, renamed=renamed)
+    return ModelView(inner, canonical_of, shape_of, wrapped=inner is not model, renamed=renamed, named=named)
 
 
 def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
