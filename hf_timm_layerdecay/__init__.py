@@ -46,6 +46,9 @@ _EXPORTS = {
     "GradualUnfreezingCallback": ".integrations.callbacks",
     "GradualUnfreezing": ".unfreezing",
     "check_lr_ratios": ".core.lr_ratios",
+    "register_adapter": ".adapters.registry",
+    "unregister_adapter": ".adapters.registry",
+    "RuleAdapter": ".adapters.registry",
 }
 
 __all__ = list(_EXPORTS)
@@ -59,6 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .core.scales import LayerDecayError, LayerDecayWarning
     from .integrations.optimizer import create_optimizer
     from .core.lr_ratios import check_lr_ratios
+    from .adapters.registry import RuleAdapter, register_adapter, unregister_adapter
     from .integrations.callbacks import GradualUnfreezingCallback, LayerDecayWatchdog
     from .unfreezing import GradualUnfreezing
     from .integrations.trainer import LayerDecayMixin, LayerDecayTrainer, LayerDecayTrainingArguments

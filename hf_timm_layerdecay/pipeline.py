@@ -49,7 +49,7 @@ def find_layer_map(index: ModelView, strategy: Strategy) -> LayerMap:
     canonical_names = list(index.canonical_of.values())
     strategy = check_strategy(strategy)
     if isinstance(strategy, AutoStrategy):
-        layer_map = infer_layer_map(index.inner, strategy)
+        layer_map = infer_layer_map(index.inner, strategy, index.adapter)
         if index.renamed:
             layer_map = LayerMap({canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers,
                                  layer_map.notes, {canonical_name(p): s for p, s in layer_map.regions.items()})
@@ -132,7 +132,7 @@ def lr_multiplier(
     head's layer id, times LoRA+'s; ``None`` when none is set."""
     if not lr_mult and head_lr_mult == 1.0 and loraplus is None:
         return None
-    head_id = layer_map.num_layers - 1 if layer_map is not None else None
+    head_id = layer_map.head_id if layer_map is not None else None
     ids = layer_map.ids if layer_map is not None else {}
 
     def multiplier(name: str) -> float:
@@ -201,7 +201,7 @@ def no_decay_names(
     position tables and tokens)."""
     user = NameMatcher(extra)
     listed = NameMatcher(no_weight_decay_list(index.inner) if use_model_list else ())
-    family = {canonical_name(n) for n in family_no_weight_decay(index.inner)} if use_model_list else set()
+    family = {canonical_name(n) for n in family_no_weight_decay(index.inner, index.adapter)} if use_model_list else set()
     reported = [name for name, _ in index.named]
     canonical_of = index.canonical_of
     canonicals = [canonical_of[name] for name in reported] if index.renamed else reported

@@ -60,7 +60,7 @@ class GradualUnfreezing:
             raise ValueError(f"every must be an int >= 1 (steps between two unfreezings), got {every!r}")
         layer_map = resolve_layer_map(model, strategy)
         self.every = every
-        self.head_id = layer_map.num_layers - 1
+        self.head_id = layer_map.head_id
         self.steps = 0
         self._by_layer: dict[int, list[nn.Parameter]] = {}
         for name, param in model.named_parameters():

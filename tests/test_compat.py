@@ -21,7 +21,7 @@ from hf_timm_layerdecay._compat import (
     fix_timm_group_matcher,
     is_optimizer_factory,
 )
-from hf_timm_layerdecay.adapters import hf_layout
+from hf_timm_layerdecay.adapters.transformers import layout as hf_layout
 
 
 class FakeTrainer:

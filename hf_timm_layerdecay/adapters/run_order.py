@@ -19,10 +19,9 @@ from typing import Iterable, Optional
 from torch import nn
 
 from .paths import parents
+from .tree import CONTAINERS
 from .wrappers import LAYER_WRAPPER_ATTRIBUTES
 
-#: Modules that run their items in registration order.
-CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
 #: Builtins that iterate over their argument: ``enumerate(self.layers)`` runs the layers.
 _ITERATING = frozenset({"enumerate", "zip", "reversed", "iter", "list", "tuple", "map"})
 

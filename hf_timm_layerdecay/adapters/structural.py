@@ -42,11 +42,10 @@ from torch import nn
 
 from ..core.layer_map import LayerMap
 from .paths import interleave, shared_depth
-from .run_order import CONTAINERS, first_positions, reads_forward, reported_run_order
+from .run_order import first_positions, reads_forward, reported_run_order
+from .tree import CONTAINERS, holds_most
 from .walk import walk
 
-#: A block whose inner blocks hold at least this share of its elements is split into them.
-_SPLIT_SHARE = 0.5
 #: A stack holding less than this share of the largest stack's elements is not trunk.
 MIN_STACK_SHARE = 0.05
 #: Of equal-length sibling lists, one this much smaller than the largest is a per-index companion.
@@ -94,7 +93,7 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
     ids = _number(order, units)
     total = tree.numel[""]
     covered = sum(tree.numel[p] for unit in units for p in unit)
-    if total and covered < 0.5 * total:
+    if total and not holds_most(covered, total):
         notes.append(
             f"the {len(units)} repeated blocks found hold only {covered / total:.0%} of the parameters; "
             "the rest is split between the stem (id 0) and the head"
@@ -279,7 +278,7 @@ class ModuleTree:
         runs = self.runs(children)
         if len(runs) == 1 and len(runs[0]) == len(children):  # the block is only a row of blocks
             inner.update((p, [(p, c)]) for p, c in runs[0])
-        if not inner or sum(self.numel[p] for p in inner) < _SPLIT_SHARE * self.numel[path]:
+        if not inner or not holds_most(sum(self.numel[p] for p in inner), self.numel[path]):
             return [(path,)]
         return [unit for p, _ in children if p in inner for q, c in inner[p] for unit in self.expand(c, q)]
 

@@ -3,9 +3,9 @@
 Walking the module tree is the main cost of building groups: ``named_parameters()`` is a
 chain of Python generators, and the adapters, the weight-decay rules and the final check all
 need the parameters, their other paths (shared modules) and modules by path. :func:`walk`
-collects all of it in one plain depth-first pass (about 1.6x faster than ``named_parameters()``),
-and inside :func:`one_walk_per_model` every caller gets the same result for the same model
-instead of walking again.
+collects all of it in one plain depth-first pass, without the generators (figures in
+``docs/benchmarks.md``), and inside :func:`one_walk_per_model` every caller gets the same result
+for the same model instead of walking again.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def collector_paused() -> Iterator[None]:
     A call allocates a few small objects per parameter (names, pairs, lists) and keeps most of
     them until it returns. With the collector on, those allocations trigger collections that
     traverse every object alive, the model's hundreds of thousands of modules and dicts
-    included, again and again: on a model with 100,000 tensors that made the call superlinear
-    (2.0 s, against 1.4 s paused). Nothing is lost: what the call leaves in cycles is collected
-    at the next collection after it.
+    included, again and again, which makes the call superlinear in the number of tensors
+    (``docs/benchmarks.md``). Nothing is lost: what the call leaves in cycles is collected at the
+    next collection after it.
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -9,11 +9,13 @@ working on the wrapped one; results are reported under the names the wrapped mod
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 from torch import nn
 
+from .registry import Adapter, find_adapter
 from .walk import walk
 
 #: Attribute names under which wrappers keep the wrapped module.
@@ -47,6 +49,11 @@ class ModelView:
     wrapped: bool = False
     renamed: bool = False
     named: list = field(default_factory=list)
+
+    @functools.cached_property
+    def adapter(self) -> Optional[Adapter]:
+        """The adapter of the model inside (:func:`~.registry.find_adapter`), asked once."""
+        return find_adapter(self.inner)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

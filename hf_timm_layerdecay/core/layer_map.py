@@ -94,12 +94,6 @@ class LayerMap:
         """The id of the last layer of the frame (the head's id)."""
         return self.num_layers - 1
 
-    def with_prefix(self, prefix: str) -> "LayerMap":
-        """The same map with ``prefix`` prepended to every name (for wrapped models)."""
-        if not prefix:
-            return self
-        return LayerMap({prefix + name: i for name, i in self.ids.items()}, self.num_layers, self.notes)
-
 
 #: A rule's frame may leave a slot or two empty (a head built without classifier); more is a rule
 #: numbering something else than this model (ConvNeXt-S's 14 ids on ConvNeXt-T) or a typo.

@@ -132,6 +132,5 @@ def unnamed_below_head(
     """Grouped parameters in no named region and below the head: they need a ``"*"`` decay."""
     if REST in regions.decays:
         return []
-    head = layer_map.num_layers - 1
     return [name for name in names
-            if layer_map.ids[name] < head and regions.region_of(canonical_of[name]) is None]
+            if layer_map.ids[name] < layer_map.head_id and regions.region_of(canonical_of[name]) is None]

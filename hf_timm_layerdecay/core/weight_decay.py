@@ -50,21 +50,14 @@ class NameMatcher:
         self._used: set[str] = set()
 
     def __call__(self, name: str) -> bool:
-        if not self.entries:  # the usual case: asked for every parameter, with nothing to match
-            return False
-        entry = self._exact_entry(name)
-        if entry is not None:
-            self._used.add(entry)
-            return True
-        for pattern in self._globs:
-            if fnmatch.fnmatchcase(name, pattern):
-                self._used.add(pattern)
-                return True
-        return False
+        """Whether ``name`` matches an entry (recorded for :attr:`unused`)."""
+        return name in self.matching((name,))
 
     def matching(self, names: Iterable[str]) -> set[str]:
-        """The names that match (as :meth:`__call__` would say of each), found in one pass over
-        all of them that asks only the names that match which entry they match."""
+        """The names that match, found in one pass over all of them that asks only the names that
+        match which entry they match; every entry that matched is recorded for :attr:`unused`.
+        An exact entry is asked before the globs, so a name an exact entry matches does not use
+        up a glob."""
         if not self.entries:
             return set()
         names = list(names)

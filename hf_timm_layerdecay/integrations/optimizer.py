@@ -144,7 +144,7 @@ def route_to_fallback(groups: list[dict], model: nn.Module, config: LayerDecayCo
     ``<name>@fallback``. Muon's own groups keep timm's shape check (a 1-D tensor still falls back).
     """
     layer_map = resolve_layer_map(model, config.auto_strategy())
-    ends = {0, layer_map.num_layers - 1}
+    ends = {0, layer_map.head_id}
     routed = []
     for group in groups:
         if group_kind(group) == NO_DECAY:

@@ -3,7 +3,11 @@
 Each is a plain function usable as ``strategy=`` in :func:`~hf_timm_layerdecay.layer_ids` and
 :func:`~hf_timm_layerdecay.auto_layer_decay`, or as ``get_num_layer`` in
 :func:`~hf_timm_layerdecay.get_parameter_groups`. They reproduce the official recipes of the
-papers they come from; ``strategy="auto"`` needs none of them.
+papers they come from; ``strategy="auto"`` needs none of them for timm's and transformers'
+models, and uses one for models of your own once it is bound to their classes::
+
+    from hf_timm_layerdecay import RuleAdapter, register_adapter
+    register_adapter(RuleAdapter("my_beit", lambda name: get_num_layer_for_vit(name, 14), (MyBeit,)))
 """
 
 from .beit import get_num_layer_for_vit

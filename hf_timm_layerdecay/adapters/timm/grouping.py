@@ -14,7 +14,7 @@ from torch import nn
 from ..._compat import fix_timm_group_matcher
 from ...core.layer_map import LayerMap
 from ..paths import shared_depth
-from ..run_order import CONTAINERS
+from ..tree import CONTAINERS, holds_most
 from ..structural import structural_layer_map
 from ..walk import walk
 from .identify import classifier_names, summarize
@@ -236,7 +236,7 @@ def _split_stages(
                 in_list[block[0]] += params[name].numel()
         main = in_list.most_common(1)[0][0] if in_list else None
         blocks = list(dict.fromkeys(b for b in block_of.values() if b is not None and b[0] == main))
-        if main is None or len(blocks) < 2 or in_list[main] < 0.5 * sum(params[n].numel() for n in names):
+        if main is None or len(blocks) < 2 or not holds_most(in_list[main], sum(params[n].numel() for n in names)):
             keys.update((n, (group, 0)) for n in names)
             continue
         split += 1

@@ -18,7 +18,7 @@ def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: La
     (an input adapter) takes id 0, what runs after it (a new head, a neck, a decoder, a learned
     temperature) the head id."""
     inner_id = {id(p): inner.ids[n] for n, p in walk(backbone).named}
-    head = inner.num_layers - 1
+    head = inner.head_id
     named = walk(model).named
     params = dict(named)
     holders = [m for p, m in walk(model).modules.items() if p == "" or path.startswith(p + ".")]

@@ -2,8 +2,8 @@
 or wrapped by PEFT.
 
 Layer ids come from the model's own structure, for every architecture and without per-model
-tables: :mod:`.hf_layout` finds the block stacks (``GradientCheckpointingLayer`` s) and how the
-parts of the model relate (towers, encoder and decoder, backbone), :mod:`.hf_numbering` numbers
+tables: :mod:`.layout` finds the block stacks (``GradientCheckpointingLayer`` s) and how the
+parts of the model relate (towers, encoder and decoder, backbone), :mod:`.numbering` numbers
 them; this module adds what needs the model as a whole:
 
 * **tied weights**: an output projection tied to the input embedding (``lm_head.weight`` *is*
@@ -27,13 +27,13 @@ from typing import Optional
 
 from torch import nn
 
-from ..core.layer_map import LayerMap
-from . import structural
-from .hf_layout import Region, find_layout, warn_unnumbered_block_lists
-from .hf_numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
-from .options import AutoStrategy
-from .run_order import loops_over_layer_count
-from .walk import walk
+from ...core.layer_map import LayerMap
+from .. import structural
+from ..options import AutoStrategy
+from ..run_order import loops_over_layer_count
+from ..walk import walk
+from .layout import Region, find_layout, warn_unnumbered_block_lists
+from .numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 
 logger = logging.getLogger(__name__)
 
