@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from .adapters.walk import walk, walks_once
+from .adapters.walk import collector_paused
 from .config import NAMED_STRATEGIES, LayerDecayConfig, Strategy, check_strategy
 from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, merge_equal_groups, split_by_device_mesh
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-@walks_once
 def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
     """Layer id of every trainable parameter, keyed as ``model.named_parameters()`` names it.
 
@@ -60,17 +59,18 @@ def layer_ids(model: nn.Module, strategy: Strategy = "auto") -> dict[str, int]:
         >>> layer_ids(model, {r"0\\.": 0, r".*": "last"})
         {'0.weight': 0, '0.bias': 0, '2.weight': 1, '2.bias': 1}
     """
-    ids = resolve_layer_map(model, strategy).ids
-    return {name: ids[name] for name, param in walk(model).named if param.requires_grad}
+    with collector_paused():
+        index = model_index(model)
+        ids = find_layer_map(index, strategy).ids
+        return {name: ids[name] for name, param in index.named if param.requires_grad}
 
 
-@walks_once
 def resolve_layer_map(model: nn.Module, strategy: Strategy = "auto") -> LayerMap:
     """The full :class:`LayerMap` (frozen parameters and notes included) for ``model``."""
-    return find_layer_map(model_index(model), strategy)
+    with collector_paused():
+        return find_layer_map(model_index(model), strategy)
 
 
-@walks_once
 def auto_layer_decay(
     model: nn.Module,
     config: Optional[LayerDecayConfig] = None,
@@ -115,7 +115,8 @@ def auto_layer_decay(
         >>> [(g["name"], g["lr"]) for g in auto_layer_decay(model, lr=1e-3, layer_decay=0.5, head_lr_mult=10)][2:]
         [('layer_1_decay_lr_x10', 0.01), ('layer_1_no_decay_lr_x10', 0.01)]
     """
-    return _plan(model, config, lr, options).groups
+    with collector_paused():
+        return _plan(model, config, lr, options).groups
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,6 @@ class LayerDecayPlan:
     layer_map: Optional[LayerMap]
 
 
-@walks_once
 def layer_decay_plan(
     model: nn.Module, config: Optional[LayerDecayConfig] = None, *, lr: Optional[float] = None, **options: Any
 ) -> LayerDecayPlan:
@@ -140,12 +140,12 @@ def layer_decay_plan(
         >>> len(plan.groups), plan.layer_map.num_layers
         (4, 2)
     """
-    return _plan(model, config, lr, options)
+    with collector_paused():
+        return _plan(model, config, lr, options)
 
 
-#: Frames between a warning raised in :func:`_plan` and the user's call: ``_plan``, the entry
-#: point, its :func:`walks_once` wrapper.
-_CALLER = 4
+#: Frames between a warning raised in :func:`_plan` and the user's call: ``_plan``, the entry point.
+_CALLER = 3
 
 
 def _plan(model: nn.Module, config: Optional[LayerDecayConfig], lr: Optional[float], options: dict) -> LayerDecayPlan:
@@ -170,7 +170,7 @@ def _plan(model: nn.Module, config: Optional[LayerDecayConfig], lr: Optional[flo
         is_no_decay=lambda name, _: name in no_decay,
         lr=lr,
         lr_mult_of=lr_multiplier(lr_mult, config.head_lr_mult, layer_map, canonical_of,
-                                 loraplus_multiplier(model, index, config, lr, stacklevel=_CALLER + 1)),
+                                 loraplus_multiplier(index, config, lr, stacklevel=_CALLER + 1)),
         wd_mult_of=(lambda name: wd_mult.of(name, canonical_of[name])) if wd_mult else None,
         include_frozen=include_frozen,
     )

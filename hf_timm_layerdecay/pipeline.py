@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from torch import nn
 
 from .adapters import family_no_weight_decay, infer_layer_map
-from .adapters.walk import walk
-from .adapters.wrappers import ModelView, canonical_name, view
+from .adapters.index import ModelIndex, index_model
+from .adapters.wrappers import canonical_name
 from .config import AutoStrategy, LayerDecayConfig, Strategy, check_strategy
 from .core.layer_map import LayerIdError, LayerMap, decay_effect_problems
 from .core.multipliers import Multipliers
@@ -35,21 +35,22 @@ __all__ = [
 ]
 
 
-def model_index(model: nn.Module) -> ModelView:
+def model_index(model: nn.Module) -> ModelIndex:
     """Everything the stages ask of ``model``, from one walk: its parameters in
-    ``named_parameters()`` order, the model inside its wrappers, canonical names and shapes."""
+    ``named_parameters()`` order with their aliases, its modules, the model inside its wrappers,
+    canonical names and shapes (:class:`~hf_timm_layerdecay.adapters.index.ModelIndex`)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return view(model)
+    return index_model(model)
 
-def find_layer_map(index: ModelView, strategy: Strategy) -> LayerMap:
+def find_layer_map(index: ModelIndex, strategy: Strategy) -> LayerMap:
     """The :class:`LayerMap` of the indexed model, keyed by its reported names: the family
     adapter's (or the structure's) for an :class:`AutoStrategy`, else the rule's or the
     patterns', which see canonical names (without wrapper prefixes)."""
     canonical_names = list(index.canonical_of.values())
     strategy = check_strategy(strategy)
     if isinstance(strategy, AutoStrategy):
-        layer_map = infer_layer_map(index.inner, strategy, index.adapter)
+        layer_map = infer_layer_map(index.of(index.inner), strategy, index.adapter)
         if index.renamed:
             layer_map = LayerMap({canonical_name(n): i for n, i in layer_map.ids.items()}, layer_map.num_layers,
                                  layer_map.notes, {canonical_name(p): s for p, s in layer_map.regions.items()})
@@ -146,7 +147,7 @@ def lr_multiplier(
 
 
 def loraplus_multiplier(
-    model: nn.Module, index: ModelView, config: LayerDecayConfig, lr: Optional[float], *, stacklevel: int = 2
+    index: ModelIndex, config: LayerDecayConfig, lr: Optional[float], *, stacklevel: int = 2
 ) -> Optional[Callable[[str], float]]:
     """LoRA+'s ``name -> multiplier``, by the rule of ``peft.optimizers.create_loraplus_optimizer``:
     the parameters of a LoRA embedding layer (the module two levels up has ``lora_embedding_A``)
@@ -154,7 +155,7 @@ def loraplus_multiplier(
     ratio = config.loraplus_lr_ratio
     if ratio is None:
         return None
-    found = walk(model)
+    found = index.found
     if not any("lora_B" in name for name, param in found.named if param.requires_grad):
         warnings.warn(f"loraplus_lr_ratio={ratio:g}, but no trainable parameter is a lora_B weight: is the model "
                       "wrapped by PEFT with LoRA?", UserWarning, stacklevel=stacklevel)
@@ -192,7 +193,7 @@ def warn_decay_effect(layer_map: LayerMap, trainable: list[str], strategy: objec
 
 
 def no_decay_names(
-    index: ModelView, extra: Iterable[str] = (), *, use_model_list: bool = True, expected_unused: Iterable[str] = (),
+    index: ModelIndex, extra: Iterable[str] = (), *, use_model_list: bool = True, expected_unused: Iterable[str] = (),
     stacklevel: int = 2,
 ) -> set[str]:
     """Names of the parameters that get no weight decay: biases, tensors with at most one
@@ -201,7 +202,7 @@ def no_decay_names(
     position tables and tokens)."""
     user = NameMatcher(extra)
     listed = NameMatcher(no_weight_decay_list(index.inner) if use_model_list else ())
-    family = {canonical_name(n) for n in family_no_weight_decay(index.inner, index.adapter)} if use_model_list else set()
+    family = {canonical_name(n) for n in family_no_weight_decay(index.of(index.inner), index.adapter)} if use_model_list else set()
     reported = [name for name, _ in index.named]
     canonical_of = index.canonical_of
     canonicals = [canonical_of[name] for name in reported] if index.renamed else reported

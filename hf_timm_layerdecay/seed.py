@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Optional
 
 from torch import nn
 
-from .adapters.walk import walks_once
+from .adapters.walk import collector_paused
 from .pipeline import find_layer_map, model_index, no_decay_names, warn_decay_effect
 from .core.checks import check_number
 from .core.groups import build_param_groups, check_param_groups, split_by_device_mesh
@@ -34,7 +34,6 @@ from .core.scales import LayerDecayError, check_scale
 from .rules.convnext import get_num_layer_for_convnext, is_convnext_name
 
 
-@walks_once
 def get_parameter_groups(
     model: nn.Module,
     weight_decay: float = 1e-5,
@@ -72,31 +71,32 @@ def get_parameter_groups(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_number("weight_decay", weight_decay)
     check_number("lr", lr, allow_none=True, positive=True)
-    index = model_index(model)
-    named = index.named
-    # skip_list is usually the model's own no_weight_decay(), whose names often match nothing
-    # (301 timm models): only the other entries, typed by the user, are worth a warning
-    listed = no_weight_decay_list(index.inner)
-    no_decay = no_decay_names(index, skip_list, use_model_list=False, expected_unused=listed, stacklevel=4)
-    layer_of = None
-    if get_num_layer is not None:
-        layer_map = find_layer_map(index, get_num_layer)
-        layer_of = layer_map.ids.__getitem__
-        warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], get_num_layer, stacklevel=3)
-    scale_of = None
-    if get_layer_scale is not None:
-        scale_of = lambda layer_id: check_scale(get_layer_scale(layer_id), f"scale of layer {layer_id}")  # noqa: E731
-    groups = build_param_groups(
-        named,
-        weight_decay=weight_decay,
-        is_no_decay=lambda name, _: name in no_decay,
-        layer_of=layer_of,
-        scale_of=scale_of,
-        lr=lr,
-    )
-    groups = split_by_device_mesh(groups)
-    check_param_groups(groups, model, named=named)
-    return groups
+    with collector_paused():
+        index = model_index(model)
+        named = index.named
+        # skip_list is usually the model's own no_weight_decay(), whose names often match nothing
+        # (301 timm models): only the other entries, typed by the user, are worth a warning
+        listed = no_weight_decay_list(index.inner)
+        no_decay = no_decay_names(index, skip_list, use_model_list=False, expected_unused=listed, stacklevel=3)
+        layer_of = None
+        if get_num_layer is not None:
+            layer_map = find_layer_map(index, get_num_layer)
+            layer_of = layer_map.ids.__getitem__
+            warn_decay_effect(layer_map, [name for name, param in named if param.requires_grad], get_num_layer, stacklevel=2)
+        scale_of = None
+        if get_layer_scale is not None:
+            scale_of = lambda layer_id: check_scale(get_layer_scale(layer_id), f"scale of layer {layer_id}")  # noqa: E731
+        groups = build_param_groups(
+            named,
+            weight_decay=weight_decay,
+            is_no_decay=lambda name, _: name in no_decay,
+            layer_of=layer_of,
+            scale_of=scale_of,
+            lr=lr,
+        )
+        groups = split_by_device_mesh(groups)
+        check_param_groups(groups, model, named=named)
+        return groups
 
 
 class LayerDecayValueAssigner:

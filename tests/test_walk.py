@@ -11,7 +11,8 @@ from torch import nn
 from hf_timm_layerdecay import auto_layer_decay, layer_ids
 from hf_timm_layerdecay.adapters import walk as walk_module
 from hf_timm_layerdecay.api import resolve_layer_map
-from hf_timm_layerdecay.adapters.walk import collector_paused, one_walk_per_model, walk
+from hf_timm_layerdecay.adapters.index import index_model
+from hf_timm_layerdecay.adapters.walk import collector_paused, walk
 from hf_timm_layerdecay.core.weight_decay import NameMatcher
 
 
@@ -80,21 +81,33 @@ def walks(monkeypatch):
     return seen
 
 
-def test_one_walk_per_model_within_a_call_and_a_fresh_one_after(walks):
+def test_one_walk_per_call_and_a_fresh_one_at_the_next(walks):
     model = Tied()
-    with one_walk_per_model():
-        assert walk(model) is walk(model)
     auto_layer_decay(model, lr=1e-3)
     model.extra = nn.Linear(4, 4)  # a change between calls is seen by the next call
     groups = auto_layer_decay(model, lr=1e-3)
-    assert [walked for walked, _ in walks] == [model, model, model]
+    assert [walked for walked, _ in walks] == [model, model]
     assert "extra.weight" in [n for g in groups for n in g["param_names"]]
 
 
-def test_an_entry_point_calling_another_shares_its_walk(walks):
+def test_every_stage_of_a_call_works_from_its_one_index(walks):
     model = Tied()
-    layer_ids(model)  # calls resolve_layer_map, itself an entry point
-    assert [walked for walked, _ in walks] == [model]
+    layer_ids(model)
+    index = index_model(model)
+    assert index.walk_of(model) is index.found and index.of(model) is index
+    assert [walked for walked, _ in walks] == [model, model]  # one per index: layer_ids', this one
+    # a submodule's walk is made once per index, and shared by the indexes of its modules
+    assert index.walk_of(model.blocks) is index.of(model.blocks).walk_of(model.blocks)
+    assert [walked for walked, _ in walks][2:] == [model.blocks]
+
+
+def test_a_wrapped_timm_model_is_walked_once_for_every_adapter_question(walks):
+    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, img_size=32, num_classes=0)
+    model = nn.Sequential(backbone, nn.Linear(192, 3))  # the timm adapter's user-wrapper rule
+    auto_layer_decay(model, lr=1e-3)
+    walked = [module for module, _ in walks]
+    assert walked[:2] == [model, backbone] and walked.count(model) == walked.count(backbone) == 1
+    assert all(module is backbone.head for module in walked[2:])  # the classifier's own, to know its tensors
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional, Protocol, Union, runtime_checkable
 
 from torch import nn
 
 from ..core.layer_map import LayerMap
 from ..core.strategies import layer_map_from_rule
+from ..core.weight_decay import NameMatcher
+from .index import ModelIndex, as_index
 from .options import AutoStrategy
-from .walk import walk
 
 
 @runtime_checkable
@@ -49,13 +50,13 @@ class Adapter(Protocol):
     name: str
     options: frozenset[str]
 
-    def applies(self, model: nn.Module) -> bool:
-        """Whether this adapter numbers ``model`` (cheap; import no framework the model is not from)."""
+    def applies(self, index: ModelIndex) -> bool:
+        """Whether this adapter numbers ``index.model`` (cheap; import no framework the model is not from)."""
 
-    def layer_map(self, model: nn.Module, options: AutoStrategy) -> LayerMap:
-        """Ids for every parameter of the (unwrapped) model, keyed as ``named_parameters()`` names them."""
+    def layer_map(self, index: ModelIndex, options: AutoStrategy) -> LayerMap:
+        """Ids for every parameter of ``index.model`` (unwrapped), keyed as ``named_parameters()`` names them."""
 
-    def no_weight_decay_names(self, model: nn.Module) -> set[str]:
+    def no_weight_decay_names(self, index: ModelIndex) -> set[str]:
         """Parameters the family never weight-decays although the model may not list them."""
 
 
@@ -74,15 +75,15 @@ class ModuleAdapter:
     def options(self) -> frozenset[str]:
         return getattr(self._module(), "OPTIONS", frozenset())
 
-    def applies(self, model: nn.Module) -> bool:
-        return self._module().applies(model)
+    def applies(self, index: ModelIndex) -> bool:
+        return self._module().applies(index)
 
-    def layer_map(self, model: nn.Module, options: AutoStrategy) -> LayerMap:
-        return self._module().layer_map(model, options)
+    def layer_map(self, index: ModelIndex, options: AutoStrategy) -> LayerMap:
+        return self._module().layer_map(index, options)
 
-    def no_weight_decay_names(self, model: nn.Module) -> set[str]:
+    def no_weight_decay_names(self, index: ModelIndex) -> set[str]:
         names = getattr(self._module(), "no_weight_decay_names", None)
-        return set(names(model)) if names is not None else set()
+        return set(names(index)) if names is not None else set()
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,14 @@ class RuleAdapter:
     no_weight_decay: tuple[str, ...] = field(default=())
     options: frozenset[str] = field(default=frozenset())
 
-    def applies(self, model: nn.Module) -> bool:
-        return isinstance(model, self.model_classes)
+    def applies(self, index: ModelIndex) -> bool:
+        return isinstance(index.model, self.model_classes)
 
-    def layer_map(self, model: nn.Module, options: AutoStrategy) -> LayerMap:
-        return layer_map_from_rule(walk(model).names, self.rule)
+    def layer_map(self, index: ModelIndex, options: AutoStrategy) -> LayerMap:
+        return layer_map_from_rule(index.names, self.rule)
 
-    def no_weight_decay_names(self, model: nn.Module) -> set[str]:
-        from ..core.weight_decay import NameMatcher
-
-        return NameMatcher(self.no_weight_decay).matching(walk(model).names)
+    def no_weight_decay_names(self, index: ModelIndex) -> set[str]:
+        return NameMatcher(self.no_weight_decay).matching(index.names)
 
 
 #: The built-in adapters, asked after the registered ones.
@@ -154,6 +153,7 @@ def registered_adapters() -> list[Adapter]:
     return [*_registered, *BUILT_IN]
 
 
-def find_adapter(model: nn.Module) -> Optional[Adapter]:
-    """The first adapter that applies to ``model`` (unwrapped), or ``None``."""
-    return next((adapter for adapter in registered_adapters() if adapter.applies(model)), None)
+def find_adapter(model: Union[nn.Module, ModelIndex]) -> Optional[Adapter]:
+    """The first adapter that applies to an (unwrapped) model or the model of an index, or ``None``."""
+    index = as_index(model)
+    return next((adapter for adapter in registered_adapters() if adapter.applies(index)), None)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, defaultdict
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Union
 
 from torch import nn
 
@@ -44,7 +44,7 @@ from ..core.layer_map import LayerMap
 from .paths import interleave, shared_depth
 from .run_order import first_positions, reads_forward, reported_run_order
 from .tree import CONTAINERS, holds_most
-from .walk import walk
+from .index import ModelIndex, as_index
 
 #: A stack holding less than this share of the largest stack's elements is not trunk.
 MIN_STACK_SHARE = 0.05
@@ -55,8 +55,9 @@ Unit = tuple[str, ...]  # module paths that together form one block
 Child = tuple[str, nn.Module]
 
 
-def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerMap:
-    """Layer ids for every parameter of ``model`` from its module hierarchy alone.
+def structural_layer_map(model: Union[nn.Module, ModelIndex], granularity: str = "block") -> LayerMap:
+    """Layer ids for every parameter of a model (or of the model of an index) from its module
+    hierarchy alone.
 
     With ``granularity="stage"`` the members of the outermost stacks are not split (rule 3), so
     a hierarchical model gets one id per stage; models without stages are unchanged.
@@ -79,9 +80,9 @@ def structural_layer_map(model: nn.Module, granularity: str = "block") -> LayerM
         >>> lm.num_layers
         4
     """
-    tree = ModuleTree(model, split_stages=granularity == "block")
-    stacks = tree.walk(model, "")
-    notes = list(tree.shared_notes(model))
+    tree = ModuleTree(as_index(model), split_stages=granularity == "block")
+    stacks = tree.walk(tree.model, "")
+    notes = list(tree.shared_notes())
     sizes = [tree.size(stack) for stack in stacks]
     units = [unit for stack, size in zip(stacks, sizes) if size >= MIN_STACK_SHARE * max(sizes) for unit in stack]
     order = tree.execution_order()
@@ -108,10 +109,10 @@ class ModuleTree:
     two paths (shared) has parameters only under its first path and is skipped at the others.
     """
 
-    def __init__(self, model: nn.Module, split_stages: bool = True) -> None:
-        self.model = model
+    def __init__(self, index: ModelIndex, split_stages: bool = True) -> None:
+        self.model = index.model
         self.split_stages = split_stages
-        self._walk = walk(model)
+        self._walk = index.found
         self.names: list[str] = self._walk.names
         self.count = self._added_up(lambda param: 1)
         self.interleaved: list[list[str]] = []  # element paths of aligned lists, in run order
@@ -302,10 +303,10 @@ class ModuleTree:
         return [f"no forward source for {', '.join(unread)}: the children of these modules are taken to run "
                 "in registration order"]
 
-    def shared_notes(self, model: nn.Module) -> Iterator[str]:
+    def shared_notes(self) -> Iterator[str]:
         """One note per parameter-holding module that appears under more than one path."""
         paths: dict[int, list[str]] = defaultdict(list)
-        for path, module in walk(model).modules.items():
+        for path, module in self._walk.modules.items():
             paths[id(module)].append(path)
         reported: list[str] = []
         for found in paths.values():

@@ -7,6 +7,8 @@ paths and their common parts, :mod:`.paths`; the one walk of the tree, :mod:`.wa
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import nn
 
 #: Modules that hold their items without computing anything themselves; ``nn.Sequential`` and
@@ -28,3 +30,22 @@ def holds_most(part: int, whole: int) -> bool:
         (True, False)
     """
     return part >= SPLIT_SHARE * whole
+
+
+def first_path(model: nn.Module, target: nn.Module) -> Optional[str]:
+    """The first path of ``target`` in ``model`` in ``named_modules()`` order (depth first,
+    children in registration order), stopping there: ``None`` when it is not inside.
+
+    Example:
+        >>> inner = nn.Linear(2, 2)
+        >>> first_path(nn.Sequential(nn.ReLU(), nn.Sequential(inner)), inner)
+        '1.0'
+    """
+    pending = [("", model)]
+    while pending:
+        path, module = pending.pop()
+        if module is target:
+            return path
+        prefix = path + "." if path else ""
+        pending.extend((prefix + key, child) for key, child in reversed(module._modules.items()) if child is not None)
+    return None

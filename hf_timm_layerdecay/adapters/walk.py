@@ -1,21 +1,19 @@
-"""One walk of a module tree, shared by everything that one call asks of the same model.
+"""One walk of a module tree: parameters, their other paths and every module, in one pass.
 
 Walking the module tree is the main cost of building groups: ``named_parameters()`` is a
 chain of Python generators, and the adapters, the weight-decay rules and the final check all
 need the parameters, their other paths (shared modules) and modules by path. :func:`walk`
 collects all of it in one plain depth-first pass, without the generators (figures in
-``docs/benchmarks.md``), and inside :func:`one_walk_per_model` every caller gets the same result
-for the same model instead of walking again.
+``docs/benchmarks.md``); a call walks its model once, in its
+:class:`~hf_timm_layerdecay.adapters.index.ModelIndex`, which every stage is given.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import functools
 import gc
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Iterator
 
 from torch import nn
 
@@ -40,43 +38,6 @@ class Walk:
     def names(self) -> list[str]:
         """The reported names, in order."""
         return [name for name, _ in self.named]
-
-
-_memo: contextvars.ContextVar[Optional[dict[int, tuple[nn.Module, Walk]]]] = contextvars.ContextVar(
-    "hf_timm_layerdecay_walks", default=None
-)
-
-
-@contextlib.contextmanager
-def one_walk_per_model() -> Iterator[None]:
-    """Within this block, :func:`walk` walks each model once and hands out that result again.
-
-    For the duration of one library call only: a model changed in between (a parameter frozen
-    or added) would not be seen.
-    """
-    if _memo.get() is not None:  # inside another entry point's block: share its walks
-        yield
-        return
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
-
-
-_F = TypeVar("_F", bound=Callable)
-
-
-def walks_once(function: _F) -> _F:
-    """Run ``function`` inside :func:`one_walk_per_model` and :func:`collector_paused` (for the
-    library's entry points)."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with one_walk_per_model(), collector_paused():
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
@@ -108,18 +69,10 @@ def walk(model: nn.Module) -> Walk:
         >>> found.names, found.aliases["0.weight"], list(found.modules)
         (['0.weight', '0.bias'], ['0.weight', '2.weight'], ['', '0', '1', '2'])
     """
-    memo = _memo.get()
-    if memo is not None:
-        hit = memo.get(id(model))
-        if hit is not None and hit[0] is model:
-            return hit[1]
     try:
-        found = _walk(model)
+        return _walk(model)
     except _RedefinedTree:
-        found = _walk_with_torch(model)
-    if memo is not None:
-        memo[id(model)] = (model, found)
-    return found
+        return _walk_with_torch(model)
 
 
 def _walk(model: nn.Module) -> Walk:

@@ -9,14 +9,11 @@ working on the wrapped one; results are reported under the names the wrapped mod
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 from torch import nn
 
-from .registry import Adapter, find_adapter
-from .walk import walk
+from .walk import Walk
 
 #: Attribute names under which wrappers keep the wrapped module.
 WRAPPER_ATTRIBUTES = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
@@ -24,36 +21,6 @@ WRAPPER_ATTRIBUTES = ("module", "_orig_mod", "_fsdp_wrapped_module", "_checkpoin
 #: also wrap single layers inside a model (compiled, FSDP1- or checkpoint-wrapped blocks).
 LAYER_WRAPPER_ATTRIBUTES = WRAPPER_ATTRIBUTES[1:]
 _INTERNAL_LEVELS = frozenset(LAYER_WRAPPER_ATTRIBUTES)
-
-
-@dataclass(frozen=True)
-class ModelView:
-    """A model seen through its wrappers.
-
-    Attributes:
-        inner: the innermost wrapped model (the model itself when it is not wrapped).
-        canonical_of: name as the given model reports it -> canonical name (wrapper levels
-            removed). Covers every parameter, trainable or not, each once.
-        shape_of: name as the given model reports it -> shape of the parameter as the model
-            defines it. FSDP1 turns parameters into 1-D shards outside forward;
-            their original shapes come from its flat-parameter metadata, so that the "at most
-            one dimension: no weight decay" rule still sees matrices as matrices.
-        wrapped: whether ``inner`` is a module inside the model given, not the model itself.
-        renamed: whether any canonical name differs from the reported one.
-        named: ``list(model.named_parameters())`` of the given model (each parameter once).
-    """
-
-    inner: nn.Module
-    canonical_of: dict[str, str]
-    shape_of: dict[str, tuple[int, ...]]
-    wrapped: bool = False
-    renamed: bool = False
-    named: list = field(default_factory=list)
-
-    @functools.cached_property
-    def adapter(self) -> Optional[Adapter]:
-        """The adapter of the model inside (:func:`~.registry.find_adapter`), asked once."""
-        return find_adapter(self.inner)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -68,30 +35,15 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = children[0][1]
 
 
-def view(model: nn.Module) -> ModelView:
-    """Unwrap ``model`` and pair every parameter's reported name with its canonical name."""
-    named = walk(model).named
-    inner = unwrap(model)
-    names = [name for name, _ in named]
+def has_internal_levels(names: Sequence[str]) -> bool:
+    """Whether any name runs through a wrapper level inside the model (a compiled, FSDP1- or
+    checkpoint-wrapped block); one search over all names joined, since this runs on every call."""
     joined = "\n".join(names)
-    _refuse_flat_parameters(named)
-    shape_of = {name: tuple(param.shape) for name, param in named}
-    if inner is model and not any(level in joined for level in _INTERNAL_LEVELS):  # the usual case
-        return ModelView(inner, dict(zip(names, names)), shape_of, named=named)
-    canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in walk(inner).named}
-    original_shapes = _fsdp1_original_shapes(model) if _FSDP1_LEVEL in joined else {}
-    canonical_of = {}
-    for name, param in named:
-        # a parameter the wrapper holds itself keeps its own name
-        canonical = canonical_by_id.get(id(param)) or canonical_name(name)
-        canonical_of[name] = canonical
-        if canonical in original_shapes:
-            shape_of[name] = original_shapes[canonical]
-    renamed = any(name != canonical for name, canonical in canonical_of.items())
-    return ModelView(inner, canonical_of, shape_of, wrapped=inner is not model, renamed=renamed, named=named)
+    return any(level in joined for level in _INTERNAL_LEVELS)
 
 
-def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
+def refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
+    """Refuse FSDP1 flat parameters (``use_orig_params=False``), naming the fix."""
     # one look per parameter class, not per parameter: this runs on every call
     if not any(kind.__name__ == "FlatParameter" for kind in {type(param) for _, param in named}):
         return
@@ -103,10 +55,12 @@ def _refuse_flat_parameters(named: Sequence[tuple[str, nn.Parameter]]) -> None:
     )
 
 
-def _fsdp1_original_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Canonical name -> original shape, for parameters FSDP1 has flattened."""
+def fsdp1_original_shapes(found: Walk) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> original shape, for parameters FSDP1 has flattened (none without FSDP1)."""
     shapes = {}
-    for path, module in walk(model).modules.items():
+    if not any(_FSDP1_LEVEL in path for path in found.modules):
+        return shapes
+    for path, module in found.modules.items():
         if type(module).__name__ != "FullyShardedDataParallel":
             continue
         flat = getattr(getattr(module, "_handle", None), "flat_param", None)

@@ -18,7 +18,7 @@ from hf_timm_layerdecay import (
     register_adapter,
     unregister_adapter,
 )
-from hf_timm_layerdecay.adapters import find_adapter, registered_adapters
+from hf_timm_layerdecay.adapters import ModelIndex, find_adapter, index_model, registered_adapters
 from hf_timm_layerdecay.core.layer_map import LayerMap
 
 
@@ -42,15 +42,15 @@ class TowersAdapter:
     def __init__(self) -> None:
         self.asked = 0
 
-    def applies(self, model: nn.Module) -> bool:
+    def applies(self, index: ModelIndex) -> bool:
         self.asked += 1
-        return isinstance(model, Towers)
+        return isinstance(index.model, Towers)
 
-    def layer_map(self, model: nn.Module, options: AutoStrategy) -> LayerMap:
+    def layer_map(self, index: ModelIndex, options: AutoStrategy) -> LayerMap:
         order = {"left": 0, "right": 1, "out": 2}
-        return LayerMap.from_ids({name: order[name.split(".")[0]] for name, _ in model.named_parameters()})
+        return LayerMap.from_ids({name: order[name.split(".")[0]] for name in index.names})
 
-    def no_weight_decay_names(self, model: nn.Module) -> set[str]:
+    def no_weight_decay_names(self, index: ModelIndex) -> set[str]:
         return {"left.weight"}
 
 
@@ -70,7 +70,8 @@ def test_an_adapter_of_ones_own_numbers_its_models_and_is_asked_once_per_call(to
     by_name = {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["param_names"]}
     assert by_name == {"left.weight": (0.25, 0.0), "left.bias": (0.25, 0.0), "right.weight": (0.5, 0.1),
                        "right.bias": (0.5, 0.0), "out.weight": (1.0, 0.1), "out.bias": (1.0, 0.0)}
-    # the other models are not its: a timm ViT still gets the timm adapter
+    # an adapter is unit-tested on an index of any module; the other models are not its
+    assert towers_adapter.layer_map(index_model(Towers()), AutoStrategy()).ids["right.bias"] == 1
     assert find_adapter(timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1, img_size=32)).name == "timm"
 
 

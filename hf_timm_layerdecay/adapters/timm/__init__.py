@@ -34,9 +34,12 @@ from, rebuilt without weights on the meta device, so that their scales match it.
 
 from __future__ import annotations
 
+from typing import Union
+
 from torch import nn
 
 from ...core.layer_map import LayerMap
+from ..index import ModelIndex, as_index
 from ..options import AutoStrategy
 from .features import feature_extractor_map, is_feature_extractor
 from .grouping import model_map
@@ -50,19 +53,22 @@ __all__ = [
 ]
 
 
-def applies(model: nn.Module) -> bool:
-    """Is ``model`` a timm model, or a user model holding exactly one timm model?
+def applies(model: Union[nn.Module, ModelIndex]) -> bool:
+    """Is the model (or the model of an index) a timm model, or a user model holding exactly one
+    timm model?
 
     Looks only at class module names, so timm is not imported for models that do not use it.
     A model that also holds a transformers model is left to the transformers adapter.
     """
-    if is_timm_model(model):
+    index = as_index(model)
+    if is_timm_model(index.model):
         return True
-    return single_timm_model(model) is not None
+    return single_timm_model(index) is not None
 
 
-def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> LayerMap:
-    """Layer ids for every parameter of a timm model or of a user model holding one.
+def layer_map(model: Union[nn.Module, ModelIndex], options: AutoStrategy = AutoStrategy()) -> LayerMap:
+    """Layer ids for every parameter of a timm model or of a user model holding one (given as a
+    model or as its :class:`~..index.ModelIndex`).
 
     Example:
         >>> import timm, torch
@@ -74,19 +80,20 @@ def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> Layer
         >>> lm.num_layers
         14
     """
-    if is_timm_model(model):
-        return timm_model_map(model, options.granularity)
-    found = single_timm_model(model)
+    index = as_index(model)
+    if is_timm_model(index.model):
+        return timm_model_map(index, options.granularity)
+    found = single_timm_model(index)
     if found is None:
         raise ValueError(
-            f"{type(model).__name__} is neither a timm model nor a model holding exactly one timm model; "
+            f"{type(index.model).__name__} is neither a timm model nor a model holding exactly one timm model; "
             "use the structural strategy for it"
         )
     path, backbone = found
-    return user_wrapper_map(model, path, backbone, timm_model_map(backbone, options.granularity))
+    return user_wrapper_map(index, path, backbone, timm_model_map(index.of(backbone), options.granularity))
 
 
-def no_weight_decay_names(model: nn.Module) -> set[str]:
+def no_weight_decay_names(model: Union[nn.Module, ModelIndex]) -> set[str]:
     """Parameters never weight-decayed, whether or not the model lists them: position tables
     and tokens by timm's names (:func:`.naming.position_and_token_names`) and, in a model
     holding a timm model, what that timm model lists in its ``no_weight_decay()`` (the caller
@@ -94,24 +101,29 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
 
     Example:
         >>> import timm, torch
-        >>> from torch import nn
+        >>> from typing import Union
+
+from torch import nn
         >>> with torch.device("meta"):
         ...     wrapper = nn.Sequential(timm.create_model("swinv2_tiny_window8_256", num_classes=0), nn.Linear(768, 3))
         >>> names = no_weight_decay_names(wrapper)
         >>> "0.layers.0.blocks.0.attn.cpb_mlp.0.weight" in names  # and its logit_scale, with timm >= 1.0.31
         True
     """
-    names = position_and_token_names(model)
-    if not is_timm_model(model):
-        found = single_timm_model(model)
+    index = as_index(model)
+    names = position_and_token_names(index)
+    if not is_timm_model(index.model):
+        found = single_timm_model(index)
         if found is not None:
-            names |= listed_no_weight_decay(*found)
+            names |= listed_no_weight_decay(index, *found)
     return names
 
 
-def timm_model_map(model: nn.Module, granularity: str = "block") -> LayerMap:
+def timm_model_map(model: Union[nn.Module, ModelIndex], granularity: str = "block") -> LayerMap:
     """Layer ids for a timm model (see the module docstring for the rules)."""
-    found = feature_extractor_map(model, granularity) if is_feature_extractor(model) else model_map(model, granularity)
+    index = as_index(model)
+    model = index.model
+    found = feature_extractor_map(index, granularity) if is_feature_extractor(model) else model_map(index, granularity)
     if len(set(found.ids.values())) < 2 and len(found.ids) > 1:
         note = (
             f"{type(model).__name__}: timm's grouping puts all {len(found.ids)} parameters "

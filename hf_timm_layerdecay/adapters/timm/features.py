@@ -9,6 +9,7 @@ from torch import nn
 
 from ..._compat import create_timm_model
 from ...core.layer_map import LayerMap
+from ..index import ModelIndex, index_model
 from ..structural import structural_layer_map
 from .grouping import model_map
 from .identify import is_timm_model
@@ -29,7 +30,7 @@ def is_feature_extractor(model: nn.Module) -> bool:
     return has_architecture and not hasattr(model, "group_matcher") and not hasattr(model, "get_classifier")
 
 
-def feature_extractor_map(model: nn.Module, granularity: str) -> LayerMap:
+def feature_extractor_map(index: ModelIndex, granularity: str) -> LayerMap:
     """The ids of the full model the extractor was cut from, so that the scales match it.
 
     The full model is rebuilt (without weights, on the meta device) from
@@ -37,13 +38,14 @@ def feature_extractor_map(model: nn.Module, granularity: str) -> LayerMap:
     name and shape. If that fails (a model built with other arguments), the model the extractor
     holds is mapped as it is, or else the extractor's module structure.
     """
+    model = index.model
     architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     reference = _rebuild_reference(architecture)
     if reference is not None and type(reference) is type(model):  # an encoder-only architecture
-        return model_map(model, granularity)
+        return model_map(index, granularity)
     translated = _translate_names(model, reference) if reference is not None else None
     if translated is not None:
-        full = model_map(reference, granularity)
+        full = model_map(index_model(reference), granularity)
         ids = {name: full.ids[ref_name] for name, ref_name in translated.items()}
         note = f"features of {architecture!r}: the ids of the full model ({full.num_layers} ids)"
         return LayerMap(ids, full.num_layers, (note,))
@@ -55,11 +57,11 @@ def feature_extractor_map(model: nn.Module, granularity: str) -> LayerMap:
     for attribute in INNER_MODEL_ATTRIBUTES:
         inner = getattr(model, attribute, None)
         if isinstance(inner, nn.Module) and is_timm_model(inner) and not is_feature_extractor(inner):
-            inner_map = model_map(inner, granularity)
+            inner_map = model_map(index.of(inner), granularity)
             ids = {f"{attribute}.{name}": i for name, i in inner_map.ids.items()}
             note = f"{reason}; the model it wraps is mapped as it is"
             return LayerMap(ids, inner_map.num_layers, (note, *inner_map.notes))
-    structural = structural_layer_map(model, granularity=granularity)
+    structural = structural_layer_map(index, granularity=granularity)
     return LayerMap(structural.ids, structural.num_layers, (f"{reason}; ids from its module structure", *structural.notes))
 
 

@@ -16,7 +16,7 @@ from ...core.layer_map import LayerMap
 from ..paths import shared_depth
 from ..tree import CONTAINERS, holds_most
 from ..structural import structural_layer_map
-from ..walk import walk
+from ..index import ModelIndex
 from .identify import classifier_names, summarize
 from .matching import group_ids
 from .naming import is_position_or_token
@@ -27,17 +27,17 @@ logger = logging.getLogger(__name__)
 _UNMATCHED_PROBE = "\x00unmatched\x00"
 
 
-def model_map(model: nn.Module, granularity: str) -> LayerMap:
+def model_map(index: ModelIndex, granularity: str) -> LayerMap:
     """timm's grouping refined (a model with ``group_matcher()``), else the module structure."""
-    if callable(getattr(model, "group_matcher", None)):
-        return _matcher_map(model, granularity)
-    return structural_fallback(model, granularity, f"{type(model).__name__} has no group_matcher()")
+    if callable(getattr(index.model, "group_matcher", None)):
+        return _matcher_map(index, granularity)
+    return structural_fallback(index, granularity, f"{type(index.model).__name__} has no group_matcher()")
 
 
-def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
+def _matcher_map(index: ModelIndex, granularity: str) -> LayerMap:
+    model = index.model
     notes: list[str] = []
-    found = walk(model)
-    aliases, named = found.aliases, found.named
+    aliases, named = index.found.aliases, index.named
     params = dict(named)
     probe_names = [a for names in aliases.values() for a in names] + [_UNMATCHED_PROBE]
     try:
@@ -45,9 +45,9 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
         lid = group_ids(probe_names, matcher)
     except Exception as exc:  # noqa: BLE001 - a model's own grouping code may fail on a custom build
         logger.warning("%s.group_matcher() failed (%s); using the module structure", type(model).__name__, exc)
-        return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() failed ({exc})")
+        return structural_fallback(index, granularity, f"{type(model).__name__}.group_matcher() failed ({exc})")
     unmatched_lid = lid[_UNMATCHED_PROBE]
-    head = classifier_names(model)
+    head = classifier_names(index)
     order = [name for name, _ in named if name not in head]
 
     keys: dict[str, Optional[float]] = {}
@@ -56,7 +56,7 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
         found = lid[name] if len(paths) == 1 else _shared_lid(name, paths, lid, unmatched_lid)
         keys[name] = None if found == unmatched_lid else float(found)
     if all(key is None for key in keys.values()):
-        return structural_fallback(model, granularity, f"{type(model).__name__}.group_matcher() matches none of its parameters")
+        return structural_fallback(index, granularity, f"{type(model).__name__}.group_matcher() matches none of its parameters")
     placed = _place_unmatched(order, keys)
     if placed:
         notes.append(_describe_placement(placed))
@@ -66,21 +66,21 @@ def _matcher_map(model: nn.Module, granularity: str) -> LayerMap:
     overlap = _overlapping_block_lists(model, params, groups)
     if overlap:
         return structural_fallback(
-            model, granularity,
+            index, granularity,
             f"timm's group_matcher puts blocks of {overlap[0]!r} and {overlap[1]!r} in the same groups although they "
             "run one list after the other",
         )
     if granularity == "block":
-        groups = _split_stages(model, params, order, groups, notes)
+        groups = _split_stages(index.modules, params, order, groups, notes)
     num_layers = max(groups.values(), default=-1) + 2  # the head slot, with or without a classifier
     ids = {name: groups.get(name, num_layers - 1) for name, _ in named}
     return LayerMap(ids, num_layers, tuple(notes))
 
 
-def structural_fallback(model: nn.Module, granularity: str, reason: str) -> LayerMap:
+def structural_fallback(index: ModelIndex, granularity: str, reason: str) -> LayerMap:
     """The structural map, with the classifier last and a note saying why it is used."""
-    structural = structural_layer_map(model, granularity=granularity)
-    ids = head_last(dict(structural.ids), classifier_names(model), structural.num_layers)
+    structural = structural_layer_map(index, granularity=granularity)
+    ids = head_last(dict(structural.ids), classifier_names(index), structural.num_layers)
     return LayerMap(ids, structural.num_layers, (f"{reason}; ids from the module structure", *structural.notes))
 
 
@@ -202,7 +202,8 @@ def _overlapping_block_lists(
 
 
 def _split_stages(
-    model: nn.Module, params: dict[str, nn.Parameter], order: list[str], groups: dict[str, int], notes: list[str]
+    modules: dict[str, nn.Module], params: dict[str, nn.Parameter], order: list[str], groups: dict[str, int],
+    notes: list[str],
 ) -> dict[str, int]:
     """Split the groups that are whole stages into their blocks.
 
@@ -229,7 +230,7 @@ def _split_stages(
         if group == stem or group not in candidates:
             keys.update((n, (group, 0)) for n in names)
             continue
-        block_of = {n: _block_of(model, n, list_items) for n in names}
+        block_of = {n: _block_of(modules, n, list_items) for n in names}
         in_list: Counter = Counter()
         for name, block in block_of.items():
             if block is not None:
@@ -273,7 +274,7 @@ def _groups_in_several_blocks(groups: dict[str, int]) -> set[int]:
     return {group for group, count in spans.items() if count >= 2}
 
 
-def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Optional[tuple[str, str]]:
+def _block_of(modules: dict[str, nn.Module], name: str, is_container: dict[str, bool]) -> Optional[tuple[str, str]]:
     """(path of the ``blocks`` list, index) of the block holding a parameter, or None.
 
     The innermost ``blocks.<i>`` on the path whose item is a block, not itself a list (CrossViT
@@ -286,7 +287,7 @@ def _block_of(model: nn.Module, name: str, is_container: dict[str, bool]) -> Opt
             path = ".".join(parts[: k + 1])
             item = f"{path}.{parts[k + 1]}"
             if item not in is_container:
-                is_container[item] = isinstance(walk(model).modules[item], CONTAINERS)
+                is_container[item] = isinstance(modules[item], CONTAINERS)
             if not is_container[item]:
                 return path, parts[k + 1]
     return None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Optional
+from typing import Optional, Union
 
 from torch import nn
 
-from ..walk import walk
+from ..index import ModelIndex, as_index
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _is_timm_class(cls: type) -> bool:
     return any(base.__module__.startswith(_TIMM_MODELS) for base in cls.__mro__)
 
 
-def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
+def single_timm_model(model: Union[nn.Module, ModelIndex]) -> Optional[tuple[str, nn.Module]]:
     """(path, module) of the one outermost timm model inside ``model``, or None when there is
     none, more than one, or the model also holds a transformers model of its own.
 
@@ -47,7 +47,8 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
     timm model that holds parameters (a DETR's encoder around its timm backbone, a BERT text tower)
     leaves the model to the transformers adapter.
     """
-    modules = walk(model).modules
+    index = as_index(model)
+    modules = index.modules
     if not any(map(_is_timm_class, set(map(type, modules.values())))):
         return None  # the usual answer, from the set of classes instead of every module
     found: list[tuple[str, nn.Module]] = []
@@ -63,17 +64,17 @@ def single_timm_model(model: nn.Module) -> Optional[tuple[str, nn.Module]]:
             transformers_paths.append(path)
         elif path and is_timm_model(module):
             found.append((path, module))
-    if len(found) != 1 or not walk(found[0][1]).named:
+    if len(found) != 1 or not index.walk_of(found[0][1]).named:
         return None
     inside = found[0][0] + "."
     for path in transformers_paths:
         wraps_it = not path or inside.startswith(path + ".")
-        if not wraps_it and walk(modules[path]).named:
+        if not wraps_it and index.walk_of(modules[path]).named:
             return None
     return found[0]
 
 
-def classifier_names(model: nn.Module) -> set[str]:
+def classifier_names(model: Union[nn.Module, ModelIndex]) -> set[str]:
     """Names of the classifier's parameters: ``get_classifier()`` (a module or a tuple of them,
     like DeiT's ``head`` and ``head_dist``) and the prefixes in ``pretrained_cfg["classifier"]``.
 
@@ -84,6 +85,8 @@ def classifier_names(model: nn.Module) -> set[str]:
         >>> sorted(classifier_names(deit))
         ['head.bias', 'head.weight', 'head_dist.bias', 'head_dist.weight']
     """
+    index = as_index(model)
+    model = index.model
     owned: set[int] = set()
     get_classifier = getattr(model, "get_classifier", None)
     if callable(get_classifier):
@@ -94,12 +97,12 @@ def classifier_names(model: nn.Module) -> set[str]:
             heads = ()
         for head in heads if isinstance(heads, (tuple, list)) else (heads,):
             if isinstance(head, nn.Module):
-                owned.update(id(p) for _, p in walk(head).named)
+                owned.update(id(p) for _, p in index.walk_of(head).named)
     prefixes = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
     prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
     below = tuple(p + "." for p in prefixes)
     names = set()
-    for name, param in walk(model).named:
+    for name, param in index.named:
         if id(param) in owned or name in prefixes or name.startswith(below):
             names.add(name)
     return names

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Union
 
 from torch import nn
 
-from ..walk import walk
+from ..index import ModelIndex, as_index
 
 #: Names (of a parameter or of the module holding it) of position embeddings, relative-position
 #: tables, RoPE frequencies and tokens in timm models: ``pos_embed``, ``pos_embed1``,
@@ -29,7 +30,7 @@ _POSITION_OR_TOKEN = re.compile(
 _WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.rnn.RNNBase, nn.MultiheadAttention)
 
 
-def position_and_token_names(model: nn.Module) -> set[str]:
+def position_and_token_names(model: Union[nn.Module, ModelIndex]) -> set[str]:
     """Parameters that must not be weight-decayed although they may be multi-dimensional:
     position embeddings, relative-position tables, RoPE frequencies and tokens (cls, reg, dist,
     mask, a pooling head's latent query), found by the names timm gives them, whether or not
@@ -48,7 +49,7 @@ def position_and_token_names(model: nn.Module) -> set[str]:
         >>> len(names), "layers.0.blocks.0.attn.relative_position_bias_table" in names
         (12, True)
     """
-    found = walk(model)
+    found = as_index(model).found
     names = set()
     for name in found.names:
         owner, _, leaf = name.rpartition(".")

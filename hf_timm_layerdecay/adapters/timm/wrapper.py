@@ -7,21 +7,22 @@ from torch import nn
 from ...core.layer_map import LayerMap
 from ...core.weight_decay import NameMatcher, no_weight_decay_list
 from ..run_order import reads_forward, reported_run_order
-from ..walk import walk
+from ..index import ModelIndex
 from .identify import summarize
 from .naming import is_position_or_token
 
 
-def user_wrapper_map(model: nn.Module, path: str, backbone: nn.Module, inner: LayerMap) -> LayerMap:
+def user_wrapper_map(index: ModelIndex, path: str, backbone: nn.Module, inner: LayerMap) -> LayerMap:
     """The timm model at ``path`` keeps its own ids (``inner``); the rest of the user model is
     placed around it by the order it runs in (:mod:`..run_order`): what runs before the timm model
     (an input adapter) takes id 0, what runs after it (a new head, a neck, a decoder, a learned
     temperature) the head id."""
-    inner_id = {id(p): inner.ids[n] for n, p in walk(backbone).named}
+    model = index.model
+    inner_id = {id(p): inner.ids[n] for n, p in index.walk_of(backbone).named}
     head = inner.head_id
-    named = walk(model).named
+    named = index.named
     params = dict(named)
-    holders = [m for p, m in walk(model).modules.items() if p == "" or path.startswith(p + ".")]
+    holders = [m for p, m in index.modules.items() if p == "" or path.startswith(p + ".")]
     readable = all(reads_forward(m) for m in holders)
     order = _wrapper_order(reported_run_order(model, params) if readable else list(params))
     ids: dict[str, int] = {}
@@ -60,8 +61,8 @@ def _wrapper_order(names: list[str]) -> list[str]:
     return [name for name in names if name not in moved] + own
 
 
-def listed_no_weight_decay(path: str, backbone: nn.Module) -> set[str]:
+def listed_no_weight_decay(index: ModelIndex, path: str, backbone: nn.Module) -> set[str]:
     """The names the timm model at ``path`` lists in its ``no_weight_decay()`` (parameters or
     modules), as parameter names of the model holding it."""
-    inner = [name for name, _ in walk(backbone).named]
+    inner = index.walk_of(backbone).names
     return {f"{path}.{name}" for name in NameMatcher(no_weight_decay_list(backbone)).matching(inner)}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Optional
+from typing import Optional, Union
 
 from torch import nn
 
@@ -31,7 +31,8 @@ from ...core.layer_map import LayerMap
 from .. import structural
 from ..options import AutoStrategy
 from ..run_order import loops_over_layer_count
-from ..walk import walk
+from ..index import ModelIndex, as_index
+from ..tree import first_path
 from .layout import Region, find_layout, warn_unnumbered_block_lists
 from .numbering import Numbering, Placer, number, pair_encoders, plan_region, tower_matches, tower_names
 
@@ -41,13 +42,14 @@ logger = logging.getLogger(__name__)
 OPTIONS = frozenset({"encoder_decoder", "tower", "tied_head"})
 
 
-def applies(model: nn.Module) -> bool:
-    """Whether ``model`` is a transformers model, or a PEFT model around one."""
-    return _find_transformers_model(model) is not None
+def applies(model: Union[nn.Module, ModelIndex]) -> bool:
+    """Whether the model (or the model of an index) is a transformers model, or a PEFT model around one."""
+    return _find_transformers_model(model.model if isinstance(model, ModelIndex) else model) is not None
 
 
-def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> LayerMap:
-    """Layer ids for every parameter of a transformers model (or a PEFT model around one).
+def layer_map(model: Union[nn.Module, ModelIndex], options: AutoStrategy = AutoStrategy()) -> LayerMap:
+    """Layer ids for every parameter of a transformers model (or a PEFT model around one), given
+    as a model or as its :class:`~..index.ModelIndex`.
 
     Example:
         >>> from transformers import BertConfig, BertForSequenceClassification
@@ -60,15 +62,17 @@ def layer_map(model: nn.Module, options: AutoStrategy = AutoStrategy()) -> Layer
         >>> ids["classifier.weight"]  # the head
         3
     """
+    index = as_index(model)
+    model = index.model
     found = _find_transformers_model(model)
     if found is None:
         raise TypeError(f"{type(model).__name__} is not a transformers model and holds none")
     prefix, inner = found
-    inner_map = _transformers_layer_map(inner, options)
+    inner_map = _transformers_layer_map(index.of(inner), options)
     if not prefix:
         return inner_map
     ids = {prefix + name: layer_id for name, layer_id in inner_map.ids.items()}
-    outside = [name for name in walk(model).names if name not in ids]
+    outside = [name for name in index.names if name not in ids]
     ids.update((name, 0) for name in outside)
     notes = inner_map.notes
     if outside:
@@ -91,7 +95,7 @@ def _find_transformers_model(model: nn.Module) -> Optional[tuple[str, nn.Module]
     base = get_base_model() if callable(get_base_model) else getattr(model, "model", None)
     if not isinstance(base, nn.Module) or not _is_transformers(base):
         return None
-    path = next((p for p, m in walk(model).modules.items() if m is base), None)
+    path = first_path(model, base)
     return None if path is None else (path + ".", base)
 
 
@@ -99,10 +103,11 @@ def _is_transformers(model: nn.Module) -> bool:
     return type(model).__module__.startswith("transformers.")
 
 
-def _transformers_layer_map(model: nn.Module, options: AutoStrategy) -> LayerMap:
-    layout = find_layout(model, options.granularity)
+def _transformers_layer_map(index: ModelIndex, options: AutoStrategy) -> LayerMap:
+    model = index.model
+    layout = find_layout(index, options.granularity)
     if not layout.has_units():
-        fallback = structural.structural_layer_map(model, granularity=options.granularity)
+        fallback = structural.structural_layer_map(index, granularity=options.granularity)
         return LayerMap(fallback.ids, fallback.num_layers, fallback.notes)
     plan = plan_region(layout, options.encoder_decoder)
     towers = tower_names(plan)
@@ -114,8 +119,8 @@ def _transformers_layer_map(model: nn.Module, options: AutoStrategy) -> LayerMap
     numbering = number(plan, options.tower)
     regions = [r.path or "(model)" for r in layout.regions()]
     logger.debug("%s: %d blocks in %s", type(model).__name__, len(numbering.unit_ids), regions)
-    placer = Placer(layout, numbering, layout.order, _output_embedding_paths(model))
-    ids, notes = _resolve_aliases(model, placer, options.tied_head)
+    placer = Placer(layout, numbering, layout.order, _output_embedding_paths(index), index.modules)
+    ids, notes = _resolve_aliases(index, placer, options.tied_head)
     warn_unnumbered_block_lists(model, layout, ids)  # transformers 4.x only
     notes += _layout_notes(layout, numbering, towers, options)
     return LayerMap(ids, placer.head + 1, tuple(notes), _regions(layout, numbering))
@@ -130,15 +135,14 @@ def _regions(layout: Region, numbering: Numbering) -> dict[str, tuple[int, int]]
     return regions
 
 
-def _resolve_aliases(model: nn.Module, placer: Placer, tied_head: str) -> tuple[dict[str, int], list[str]]:
+def _resolve_aliases(index: ModelIndex, placer: Placer, tied_head: str) -> tuple[dict[str, int], list[str]]:
     """One id per parameter, also for parameters reachable under several names.
 
     A parameter used at the input (id below the head) and as the output projection (the head)
     is a tied head, placed by ``tied_head``; any other shared parameter has the id of its first
     use (the name ``named_parameters()`` reports).
     """
-    found = walk(model)
-    aliases, named = found.aliases, found.named
+    aliases, named = index.found.aliases, index.named
     ids: dict[str, int] = {}
     notes: list[str] = []
     shared_owners: dict[str, list[str]] = defaultdict(list)
@@ -221,12 +225,12 @@ def _join(prefix: str, path: str) -> str:
     return f"{prefix}.{path}" if prefix and path else prefix or path
 
 
-def _output_embedding_paths(model: nn.Module) -> set[str]:
+def _output_embedding_paths(index: ModelIndex) -> set[str]:
     """Module paths of the output embeddings (the language-model head), which always run last."""
     try:
-        head = model.get_output_embeddings()
+        head = index.model.get_output_embeddings()
     except Exception:  # noqa: BLE001 - some models raise NotImplementedError or need arguments
         return set()
     if not isinstance(head, nn.Module):
         return set()
-    return {path for path, module in walk(model).modules.items() if module is head}
+    return {path for path, module in index.modules.items() if module is head}

@@ -37,7 +37,7 @@ from .. import structural
 from ..paths import interleave
 from ..run_order import first_positions, run_order, unwrapped
 from ..tree import holds_most
-from ..walk import walk
+from ..index import ModelIndex, as_index
 
 Unit = tuple[str, ...]  # the module paths that together form one block
 
@@ -89,9 +89,10 @@ class Region:
         return next(self.units(), None) is not None
 
 
-def find_layout(model: nn.Module, granularity: str = "block") -> Region:
-    """The region tree of a transformers model (any ``nn.Module`` works: it is one region)."""
-    return _Finder(model, granularity).root
+def find_layout(model: Union[nn.Module, ModelIndex], granularity: str = "block") -> Region:
+    """The region tree of a transformers model, or of the model of an index (any ``nn.Module``
+    works: it is one region)."""
+    return _Finder(as_index(model), granularity).root
 
 
 def warn_unnumbered_block_lists(model: nn.Module, root: "Region", ids: dict[str, int]) -> None:
@@ -169,10 +170,12 @@ def unnumbered_block_lists(model: nn.Module, root: "Region", ids: dict[str, int]
 class _Finder:
     """One pass over the module tree, collecting regions and stacks."""
 
-    def __init__(self, model: nn.Module, granularity: str) -> None:
+    def __init__(self, index: ModelIndex, granularity: str) -> None:
+        model = index.model
         self.granularity = granularity
         # stacks of whole items: stages are split here, once (see _block_units)
-        self.tree = structural.ModuleTree(model, split_stages=False)
+        self.tree = structural.ModuleTree(index, split_stages=False)
+        self.modules = index.modules
         self.gc_class = _gradient_checkpointing_layer()
         if self.gc_class is None and _is_config(getattr(model, "config", None)):
             import transformers
@@ -187,10 +190,9 @@ class _Finder:
             )
         self.backbone_classes = _backbone_classes()
         self.roles: dict[int, str] = {}  # id(module) -> "encoder" / "decoder"
-        self.root_module = model
         # every path of a gradient-checkpointing stack: most blocks hold none, and this says so
         # without searching each block's subtree
-        self.gc_stack_paths = [p for p, m in walk(model).modules.items() if self._is_gc_stack(m)]
+        self.gc_stack_paths = [p for p, m in self.modules.items() if self._is_gc_stack(m)]
         names = run_order(model)
         self.first_at = first_positions(names)
         self.root = self._region("", model, "model")
@@ -255,7 +257,7 @@ class _Finder:
         """A unit of the structure split like a block (units of index-aligned lists stay)."""
         if len(unit) > 1:
             return [unit]
-        return self._block_units(unit[0], walk(self.root_module).modules[unit[0]])
+        return self._block_units(unit[0], self.modules[unit[0]])
 
     def _first_index(self, element: Union[Stack, Region]) -> int:
         units = element.units if isinstance(element, Stack) else element.units()

@@ -33,10 +33,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
+
+from torch import nn
 
 from ..paths import parents, shared_depth
-from ..walk import walk
 from .layout import Region, Stack, Unit
 
 Plan = Union["Blocks", "Chain", "Side", "Scoped"]
@@ -238,7 +239,10 @@ def _plan_name(plan: Plan) -> str:
 class Placer:
     """Ids of parameters outside every block (see the module docstring)."""
 
-    def __init__(self, root: Region, numbering: Numbering, order: list[str], output_paths: set[str]) -> None:
+    def __init__(
+        self, root: Region, numbering: Numbering, order: list[str], output_paths: set[str],
+        modules: Mapping[str, nn.Module],
+    ) -> None:
         self.numbering = numbering
         self.head = max(numbering.unit_ids.values()) + 1
         self.output_paths = output_paths
@@ -246,7 +250,7 @@ class Placer:
         self.unit_at = {path: unit for unit in numbering.unit_ids for path in unit}
         # module path -> the innermost unit holding it, filled top-down in one pass over the modules
         self.unit_below: dict[str, Optional[Unit]] = {"": None}
-        for path in walk(root.module).modules:
+        for path in modules:  # the modules of root.module, by path
             if path:
                 self.unit_below[path] = self.unit_at.get(path) or self.unit_below.get(path.rpartition(".")[0])
         self.scopes = [r for r in root.regions() if r.path in numbering.spans]
