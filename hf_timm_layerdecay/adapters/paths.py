@@ -44,6 +44,22 @@ def shared_depth(name: str, paths: Iterable[str]) -> int:
     return best
 
 
+def joins_previous(name: str, previous: Iterable[str], following: Iterable[str]) -> bool:
+    """Where a parameter that runs between two blocks, in neither, goes: to the previous block
+    when it shares a strictly longer module path with it, else to the following one. On a tie the
+    following block, because what sits between two blocks at equal distance usually prepares the
+    next one (a stage's downsample runs with the stage's first block, an input projection with
+    the block it feeds). The one placement rule of the structural, timm and transformers maps.
+
+    Example:
+        >>> joins_previous("stages.1.downsample.weight", ["stages.0.blocks.2"], ["stages.1.blocks.0"])
+        False
+        >>> joins_previous("stages.0.norm.weight", ["stages.0.blocks.2"], ["stages.1.blocks.0"])
+        True
+    """
+    return shared_depth(name, previous) > shared_depth(name, following)
+
+
 def interleave(names: list[str], groups: list[list[str]]) -> list[str]:
     """``names`` reordered so that the parameters under each group's module paths (items of
     index-aligned lists in the order they run: ``a.0``, ``b.0``, ``a.1``, ``b.1``, ...) follow

@@ -41,7 +41,7 @@ from typing import Callable, Iterator, Optional, Union
 from torch import nn
 
 from ..core.layer_map import LayerMap
-from .paths import interleave, shared_depth
+from .paths import interleave, joins_previous
 from .run_order import first_positions, reads_forward, reported_run_order
 from .tree import CONTAINERS, holds_most
 from .index import ModelIndex, as_index
@@ -348,8 +348,7 @@ def _number(names: list[str], units: list[Unit]) -> dict[str, int]:
         elif next_of[k] is None:
             ids[name] = head
         else:
-            closer_to_previous = shared_depth(name, units[prev_of[k]]) > shared_depth(name, units[next_of[k]])
-            ids[name] = (prev_of[k] if closer_to_previous else next_of[k]) + 1
+            ids[name] = (prev_of[k] if joins_previous(name, units[prev_of[k]], units[next_of[k]]) else next_of[k]) + 1
     return ids
 
 

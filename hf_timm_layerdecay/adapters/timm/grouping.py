@@ -13,7 +13,7 @@ from torch import nn
 
 from ..._compat import fix_timm_group_matcher
 from ...core.layer_map import LayerMap
-from ..paths import shared_depth
+from ..paths import joins_previous
 from ..tree import CONTAINERS, holds_most
 from ..structural import structural_layer_map
 from ..index import ModelIndex
@@ -152,7 +152,7 @@ def _place_unmatched(order: list[str], keys: dict[str, Optional[float]]) -> dict
             keys[name], placed[name] = keys[order[first]], "stem"
         else:
             after = order[next_position]
-            closer = previous if shared_depth(name, [previous] if previous else []) > shared_depth(name, [after]) else after
+            closer = previous if joins_previous(name, [previous] if previous else [], [after]) else after
             keys[name], placed[name] = keys[closer], closer.rsplit(".", 1)[0]
     return placed
 

@@ -37,7 +37,7 @@ from typing import Mapping, Optional, Union
 
 from torch import nn
 
-from ..paths import parents, shared_depth
+from ..paths import joins_previous, parents
 from .layout import Region, Stack, Unit
 
 Plan = Union["Blocks", "Chain", "Side", "Scoped"]
@@ -297,8 +297,7 @@ class Placer:
         towers = self.numbering.member_of.get(scope.path)
         if towers is not None and towers.get(prev) != towers.get(nxt):
             return after  # glue between towers (a projector) runs after them
-        closer_to_prev = shared_depth(name, prev) > shared_depth(name, nxt)
-        return self.numbering.unit_ids[prev if closer_to_prev else nxt]
+        return self.numbering.unit_ids[prev if joins_previous(name, prev, nxt) else nxt]
 
 
 def _inside(name: str, path: str) -> bool:
