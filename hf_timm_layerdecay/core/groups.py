@@ -250,12 +250,18 @@ def _is_tensor(value: Any) -> bool:
 
 def param_group_coverage(groups: Any, model: Any, *, named: Optional[list] = None) -> Coverage:
     """Compare ``groups`` (ours, ``optimizer.param_groups`` or the optimizer) with
-    ``model.named_parameters()`` (``named``: that list, when the caller has it already)."""
+    ``model.named_parameters()`` (``named``: that list, when the caller has it already).
+
+    An optimizer that holds its own copies of the parameters in its groups (DeepSpeed ZeRO, see
+    :func:`holds_copies`) is checked by the ``param_names`` its groups carry."""
+    copies = holds_copies(groups)
     groups = as_group_list(groups)
     if named is None:
         if not callable(getattr(model, "named_parameters", None)):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         named = list(model.named_parameters())
+    if copies:
+        return _coverage_by_names(groups, named)
     grouped = [param for group in groups for param in group["params"]]
     trainable = {id(param) for _, param in named if param.requires_grad}
     grouped_ids = set(map(id, grouped))
@@ -275,6 +281,38 @@ def param_group_coverage(groups: Any, model: Any, *, named: Optional[list] = Non
             else:
                 owner[id(param)] = label
     missing = tuple(name for name, param in named if param.requires_grad and id(param) not in owner)
+    return Coverage(len(trainable), missing, tuple(duplicates), tuple(foreign))
+
+
+#: Attributes of the optimizers whose ``param_groups`` hold copies of the model's parameters rather
+#: than the parameters: DeepSpeed's ZeRO optimizers (one flat fp32 partition per group in stages 1
+#: and 2, nothing at all in stage 3, the shards being elsewhere) keep the originals in these.
+_COPYING_OPTIMIZER_ATTRIBUTES = ("bit16_groups", "fp16_groups")
+
+
+def holds_copies(optimizer: Any) -> bool:
+    """Whether ``optimizer`` keeps copies of the parameters in its ``param_groups`` (DeepSpeed
+    ZeRO 1, 2, 3), so that its groups are read by the ``param_names`` they carry."""
+    return getattr(optimizer, "param_groups", None) is not None and any(
+        isinstance(getattr(optimizer, a, None), list) for a in _COPYING_OPTIMIZER_ATTRIBUTES)
+
+
+def _coverage_by_names(groups: list[dict], named: list) -> Coverage:
+    """Coverage from the groups' ``param_names`` (a group without them covers nothing)."""
+    known = {name for name, _ in named}
+    owner: dict[str, str] = {}
+    duplicates, foreign = [], []
+    for index, group in enumerate(groups):
+        label = group.get("name", f"group {index}")
+        for name in group.get("param_names") or ():
+            if name not in known:
+                foreign.append(f"{name!r} named in {label}")
+            elif name in owner:
+                duplicates.append(f"{name} (in {owner[name]} and {label})")
+            else:
+                owner[name] = label
+    trainable = [name for name, param in named if param.requires_grad]
+    missing = tuple(name for name in trainable if name not in owner)
     return Coverage(len(trainable), missing, tuple(duplicates), tuple(foreign))
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Optional
 
 from .checks import check_number
-from .groups import Coverage, as_group_list, param_group_coverage
+from .groups import Coverage, as_group_list, holds_copies, param_group_coverage
 
 
 @dataclass(frozen=True)
@@ -124,16 +124,21 @@ def layer_decay_report(
         >>> report.coverage.ok
         True
     """
+    source, copies = groups, holds_copies(groups)
     groups = as_group_list(groups)
     check_number("lr", lr, allow_none=True, positive=True)
     if model is not None and not callable(getattr(model, "named_parameters", None)):
         raise TypeError(f"model must be a torch.nn.Module (or None), got {type(model).__name__}")
     notes = [notes] if isinstance(notes, str) else list(notes)
-    names_of = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+    named = list(model.named_parameters()) if model is not None else []
+    names_of = {id(p): n for n, p in named}
+    by_name = dict(named)
     rows = []
     for index, group in enumerate(groups):
         params = list(group["params"])
         names = list(group.get("param_names") or [names_of.get(id(p), "?") for p in params])
+        if copies and model is not None:  # DeepSpeed ZeRO: the model's parameters, by the names the group carries
+            params = [by_name[name] for name in names if name in by_name]
         scale = group.get("scale", group.get("lr_scale"))
         rows.append(
             GroupRow(
@@ -144,12 +149,17 @@ def layer_decay_report(
                 lr=_effective_lr(group, lr),
                 weight_decay=float(group.get("weight_decay", 0.0)),
                 tensors=len(params),
-                elements=sum(int(p.numel()) for p in params),
+                elements=sum(_numel(p) for p in params),
                 param_names=names,
             )
         )
-    coverage = param_group_coverage(groups, model) if model is not None else None
+    coverage = param_group_coverage(source, model) if model is not None else None
     return LayerDecayReport(rows, coverage, tuple(notes))
+
+
+def _numel(param: Any) -> int:
+    """Elements of a parameter; of the whole one when ZeRO-3 partitioned it (``ds_numel``)."""
+    return int(getattr(param, "ds_numel", None) or param.numel())
 
 
 def _effective_lr(group: dict, base_lr: Optional[float]) -> Optional[float]:

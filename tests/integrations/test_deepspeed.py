@@ -3,7 +3,11 @@ scale, and ``deepspeed_layer_decay_problems`` naming exactly the others. The cla
 DeepSpeed's real ones (``deepspeed.runtime.lr_schedules``), run on a torch optimizer; no process
 group is needed."""
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from deepspeed.runtime import lr_schedules  # noqa: E402
 
 from hf_timm_layerdecay import check_lr_ratios, create_optimizer  # noqa: E402
 from hf_timm_layerdecay.integrations.deepspeed import deepspeed_layer_decay_problems  # noqa: E402
+from test_distributed import free_port  # noqa: E402
 
 LR = 1e-3
 SCHEDULERS = [
@@ -66,3 +71,36 @@ def test_older_deepspeed_warmup_lr_default_is_one_lr():
     config = {"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 4}}}
     assert deepspeed_layer_decay_problems(config, deepspeed_version="0.19.8") == []
     assert "(DeepSpeed 0.17.6's default)" in deepspeed_layer_decay_problems(config, deepspeed_version="0.17.6")[0]
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "distributed" / "deepspeed_train.py"
+
+
+def test_zero_stages_1_2_3_keep_every_layer_at_its_lr_on_two_processes(tmp_path):
+    """``tests/distributed/deepspeed_train.py`` under torchrun: ZeRO 1, 2 and 3 on two CPU processes."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(SCRIPT), str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["world_size"] == 2
+    # the linear schedule 1 - step / 6 times each group's scale: 0.5 ** (3 - id), x2 on the head's bias,
+    # whose group holds one element for two ranks
+    scale = {"layer_0": 0.125, "layer_1": 0.25, "layer_2": 0.5, "layer_3": 1.0, "layer_3_no_decay_lr_x2": 2.0}
+    for stage in ("1", "2", "3"):
+        record = rank0["stages"][stage]
+        assert record["steps"] == rank1["stages"][stage]["steps"], stage  # both ranks see the same lrs
+        assert record["group_names"] == list(scale)
+        for step, seen in enumerate(record["steps"]):
+            assert seen["lrs"] == pytest.approx({g: LR * s * (1 - step / 6) for g, s in scale.items()}, rel=1e-12)
+            assert seen["problems"] == []
+        # the groups hold DeepSpeed's flat partitions (stages 1, 2) or nothing (3): checked by their names,
+        # every element counted once
+        assert record["check"] == "ok" and record["coverage_ok"], record["check"]
+        assert record["report"]["layer_3_no_decay_lr_x2"] == [1, 1]
+        assert sum(elements for _, elements in record["report"].values()) == 1600 + 2 * 2224 + 288 + 1
+        # AdamW's first step moves each weight by about its lr: layer i by 1e-3 x 0.5 ** (3 - i), the head's
+        # bias by twice the head's lr; exactly as the same step without DeepSpeed
+        assert record["moved"] == pytest.approx(rank0["plain"], rel=1e-3)
+        assert record["moved"] == pytest.approx({"0": 1.25e-4, "1": 2.5e-4, "2": 5e-4, "3": 2e-3}, rel=0.01)
