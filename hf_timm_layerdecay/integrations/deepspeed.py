@@ -52,6 +52,28 @@ def deepspeed_layer_decay_problems(config: dict, deepspeed_version: Optional[str
     return problems
 
 
+def frozen_group_problem(groups: list[dict], config: dict) -> Optional[str]:
+    """ZeRO stages 1 and 2 fail on a group without a trainable parameter (an ``IndexError`` in
+    ``deepspeed.initialize``, DeepSpeed 0.19.8): what ``frozen="include"`` makes of a layer frozen
+    whole. The message names the groups and the fix.
+
+    Example:
+        >>> import torch
+        >>> frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+        >>> frozen_group_problem([{"name": "layer_1_decay", "params": [frozen]}], {"zero_optimization": {"stage": 2}})[:57]
+        'ZeRO stage 2 cannot take groups without a trainable param'
+    """
+    stage = (config.get("zero_optimization") or {}).get("stage", 0)
+    if stage not in (1, 2):
+        return None
+    frozen = [g.get("name", f"group {i}") for i, g in enumerate(groups) if not any(p.requires_grad for p in g["params"])]
+    if not frozen:
+        return None
+    return (f"ZeRO stage {stage} cannot take groups without a trainable parameter (DeepSpeed fails in initialize), and "
+            f"frozen='include' made {len(frozen)}: {', '.join(frozen[:4])}. Use frozen='skip' with ZeRO 1/2 (unfreezing "
+            "then needs new groups), or ZeRO stage 3, which keeps them")
+
+
 def _scheduler_problem(scheduler: dict, version: Optional[str]) -> Optional[str]:
     kind = scheduler.get("type")
     params = scheduler.get("params") or {}

@@ -32,7 +32,7 @@ from ..config import LayerDecayConfig, option_default, option_fields, parse_laye
 from ..core.lr_ratios import layer_learning_rates, layer_lr_series
 from ..core.scales import LayerDecay
 from .callbacks import LayerDecayWatchdog
-from .deepspeed import deepspeed_layer_decay_problems
+from .deepspeed import deepspeed_layer_decay_problems, frozen_group_problem
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -276,7 +276,12 @@ class LayerDecayMixin:
 
     def _layer_decay_groups(self, model: nn.Module, optimizer_kwargs: dict) -> list[dict]:
         config = self.layer_decay_config(no_weight_decay=self._no_weight_decay_names(model))
-        return auto_layer_decay(model, config, lr=optimizer_kwargs.get("lr", self.args.learning_rate))
+        groups = auto_layer_decay(model, config, lr=optimizer_kwargs.get("lr", self.args.learning_rate))
+        if self.is_deepspeed_enabled:
+            problem = frozen_group_problem(groups, self.accelerator.state.deepspeed_plugin.hf_ds_config.config)
+            if problem:
+                raise ValueError(problem)
+        return groups
 
     def layer_decay_config(self, **changes: Any) -> LayerDecayConfig:
         """The options in force: the arguments' (:func:`layer_decay_config`) with the decay in

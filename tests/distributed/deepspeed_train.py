@@ -106,6 +106,21 @@ def run_stage(stage: int) -> dict:
     return record
 
 
+def frozen_only_group(stage: int) -> str:
+    """What DeepSpeed does with a group whose parameters are all frozen (``frozen="include"``
+    with a block frozen whole): the error, or ``"ok"``."""
+    model = model_to_train()
+    for param in model.bert.encoder.layer[0].parameters():
+        param.requires_grad_(False)
+    optimizer = torch.optim.AdamW(auto_layer_decay(model, lr=LR, layer_decay=DECAY, frozen="include"), lr=LR)
+    config = {"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": stage}}
+    try:
+        deepspeed.initialize(model=model, optimizer=optimizer, config={**config, "zero_allow_untested_optimizer": True})
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        return type(exc).__name__
+    return "ok"
+
+
 def run_plain() -> dict:
     model = model_to_train()
     groups = groups_for(model)
@@ -123,7 +138,8 @@ def main(out: Path) -> None:
     deepspeed.init_distributed(dist_backend="gloo")
     rank = dist.get_rank()
     record = {"rank": rank, "world_size": dist.get_world_size(), "deepspeed": deepspeed.__version__,
-              "stages": {stage: run_stage(stage) for stage in (1, 2, 3)}}
+              "stages": {stage: run_stage(stage) for stage in (1, 2, 3)},
+              "frozen_only_group": {stage: frozen_only_group(stage) for stage in (2, 3)}}
     if rank == 0:
         record["plain"] = run_plain()
     (out / f"rank{rank}.json").write_text(json.dumps(record))

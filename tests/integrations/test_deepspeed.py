@@ -18,7 +18,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 from deepspeed.runtime import lr_schedules  # noqa: E402
 
 from hf_timm_layerdecay import check_lr_ratios, create_optimizer  # noqa: E402
-from hf_timm_layerdecay.integrations.deepspeed import deepspeed_layer_decay_problems  # noqa: E402
+from hf_timm_layerdecay.integrations.deepspeed import deepspeed_layer_decay_problems, frozen_group_problem  # noqa: E402
 from test_distributed import free_port  # noqa: E402
 
 LR = 1e-3
@@ -104,3 +104,33 @@ def test_zero_stages_1_2_3_keep_every_layer_at_its_lr_on_two_processes(tmp_path)
         # bias by twice the head's lr; exactly as the same step without DeepSpeed
         assert record["moved"] == pytest.approx(rank0["plain"], rel=1e-3)
         assert record["moved"] == pytest.approx({"0": 1.25e-4, "1": 2.5e-4, "2": 5e-4, "3": 2e-3}, rel=0.01)
+    # a group whose parameters are all frozen: ZeRO-2 fails on it, ZeRO-3 takes it (what frozen_group_problem says)
+    assert rank0["frozen_only_group"] == {"2": "IndexError", "3": "ok"}
+
+
+def test_frozen_only_groups_are_refused_for_zero_1_and_2_only():
+    frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    groups = [{"name": "layer_1_decay", "params": [frozen]}, {"name": "layer_2_decay", "params": [torch.nn.Parameter(torch.ones(2))]}]
+    for stage in (1, 2):
+        problem = frozen_group_problem(groups, {"zero_optimization": {"stage": stage}})
+        assert f"ZeRO stage {stage} cannot take groups without a trainable parameter" in problem
+        assert "frozen='include' made 1: layer_1_decay" in problem and "frozen='skip'" in problem
+    assert frozen_group_problem(groups, {"zero_optimization": {"stage": 3}}) is None
+    assert frozen_group_problem(groups[1:], {"zero_optimization": {"stage": 2}}) is None
+
+
+def test_the_trainer_with_a_deepspeed_config_keeps_the_decay(tmp_path):
+    """``LayerDecayTrainer(args=TrainingArguments(deepspeed={...ZeRO-2, no optimizer section}))`` on two
+    CPU processes: the decayed groups are DeepSpeed's client optimizer, the Trainer's linear schedule
+    keeps every layer at head x 0.5 ** (3 - id)."""
+    script = SCRIPT.with_name("deepspeed_trainer.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(script), str(tmp_path), "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["deepspeed"] and rank0["optimizer"] == "DeepSpeedOptimizerWrapper"
+    assert rank0["steps"] == rank1["steps"] and len(rank0["steps"]) == 3
+    for step, lrs in enumerate(rank0["steps"], start=1):  # after step k the linear schedule is at 1 - k / 3
+        assert lrs == pytest.approx({f"layer_{i}": LR * (1 - step / 3) * 0.5 ** (3 - i) for i in range(4)}, abs=1e-15)
