@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_distributed import free_port
+from processes import free_port
 
 SCRIPT = Path(__file__).resolve().parents[1] / "distributed" / "accelerate_loop.py"
 

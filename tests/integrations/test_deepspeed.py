@@ -19,7 +19,7 @@ from deepspeed.runtime import lr_schedules  # noqa: E402
 
 from hf_timm_layerdecay import check_lr_ratios, create_optimizer  # noqa: E402
 from hf_timm_layerdecay.integrations.deepspeed import deepspeed_layer_decay_problems, frozen_group_problem  # noqa: E402
-from test_distributed import free_port  # noqa: E402
+from processes import free_port  # noqa: E402
 
 LR = 1e-3
 SCHEDULERS = [

@@ -5,7 +5,7 @@ expressions one after the other on every name, each try a Python-level step. Her
 joined into one alternation, ``(?P<_m0>p0)|(?P<_m1>p1)|...``: matched at the start of a name, it
 takes the first ``p_k`` that matches, exactly as trying them in turn does, and the wrapping group
 that closed says which one it was. Everything after the match (the ordering key, its ranking)
-follows timm's code step by step, so the ids are timm's: ``tests/test_timm_matching.py``
+follows timm's code step by step, so the ids are timm's: ``tests/adapters/timm/test_timm_matching.py``
 checks a model of every timm family against timm's helper, ``scripts/timm_zoo_sweep.py`` the
 whole zoo.
 

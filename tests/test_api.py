@@ -213,7 +213,7 @@ def test_groups_hold_the_models_own_parameters_without_copies():
 
 def test_groups_are_split_only_where_their_tensors_sit_on_several_device_meshes(vit):
     """The real case (transformers' expert + tensor parallelism, fused AdamW) runs under torchrun in
-    test_distributed.py; here the naming and the no-op on ordinary models."""
+    tests/integrations/test_distributed.py; here the naming and the no-op on ordinary models."""
     groups = auto_layer_decay(vit, lr=1e-3)
     assert split_by_device_mesh(groups) is groups  # no DTensor: nothing to look at
 

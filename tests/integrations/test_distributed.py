@@ -4,7 +4,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,11 @@ import transformers
 
 from hf_timm_layerdecay import create_optimizer
 from hf_timm_layerdecay.adapters.wrappers import canonical_name
+from processes import free_port
 from trainer_setup import tiny_bert, tiny_qwen3_moe
 
-SCRIPT = Path(__file__).parent / "distributed" / "train.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "distributed" / "train.py"
 TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(mode, out):
