@@ -140,8 +140,8 @@ def _one_line(error: Exception, limit: int = 160) -> str:
 def inspect_model(model, head_mapping: bool) -> dict:
     """What the adapter does with one model (the sweep's record for it)."""
     from hf_timm_layerdecay.adapters import transformers as adapter
-    from hf_timm_layerdecay.adapters.hf_layout import Stack, find_layout
-    from hf_timm_layerdecay.adapters.hf_numbering import number, plan_region, tower_names
+    from hf_timm_layerdecay.adapters.transformers.layout import Stack, find_layout
+    from hf_timm_layerdecay.adapters.transformers.numbering import number, plan_region, tower_names
     from hf_timm_layerdecay.adapters.options import AutoStrategy
 
     assert adapter.applies(model)
@@ -188,11 +188,9 @@ def forward_check(types: list[str] | None, timeout: int) -> list[dict]:
     """The ``--forward`` records: tiny models on the CPU checked against a real forward pass."""
     import transformers
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from hf_models import forward_order_problems, tied_names
-
     from hf_timm_layerdecay import layer_ids
-    from hf_timm_layerdecay.adapters.hf_layout import find_layout
+    from hf_timm_layerdecay.adapters.transformers.layout import find_layout
+    from hf_timm_layerdecay.verify import forward_order_problems, tied_names
 
     _quiet()
     torch.set_num_threads(1)

@@ -20,13 +20,12 @@ The adaptations, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 import transformers
 from torch import nn
 
-from oracle import first_run_order, module_order_violations
 
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -220,38 +219,3 @@ def holds_block_list(module: nn.Module) -> bool:
     )
 
 
-def tied_names(model: nn.Module) -> set[str]:
-    """Names (as ``named_parameters()`` reports them) of parameters reachable under several names."""
-    count: dict[int, int] = {}
-    for _, param in model.named_parameters(remove_duplicate=False):
-        count[id(param)] = count.get(id(param), 0) + 1
-    return {name for name, param in model.named_parameters() if count[id(param)] > 1}
-
-
-def forward_order_problems(
-    model: nn.Module,
-    ids: Mapping[str, int],
-    run: Callable[[nn.Module], Any],
-    groups: Optional[tuple[str, ...]] = None,
-    exempt: set[str] = frozenset(),
-) -> list[str]:
-    """Where the ids go down along the first-run order of modules (within each group of
-    ``groups`` if given), plus a first module not at the lowest id or a last one not at the head."""
-    reported = {id(param): name for name, param in model.named_parameters()}
-    owned: dict[str, list[str]] = {}
-    for path, module in model.named_modules():
-        if any(True for _ in module.children()):
-            continue  # own parameters next to sub-modules: the call does not time their use
-        names = [reported[id(p)] for _, p in module.named_parameters(recurse=False)]  # tied copies too
-        names = [n for n in names if n in ids and n not in exempt]
-        if names:
-            owned[path] = names
-    order = [p for p in first_run_order(model, run) if p in owned]
-    timed = [ids[n] for p in order for n in owned[p]]
-    problems = [p for group in groups or ("",) for p in module_order_violations(order, owned, ids, group)]
-    first, last = [ids[n] for n in owned[order[0]]], [ids[n] for n in owned[order[-1]]]
-    if min(first) != min(timed):
-        problems.append(f"the first module to run, {order[0]}, has id {min(first)}, not {min(timed)}")
-    if max(last) != max(timed):
-        problems.append(f"the last module to run, {order[-1]}, has id {max(last)}, not {max(timed)}")
-    return problems

@@ -1,4 +1,5 @@
-"""The correctness oracle for layer maps: ids never go down along a real forward pass.
+"""The correctness oracle for layer maps as test assertions: ids never go down along a real
+forward pass (the module-level check of :mod:`hf_timm_layerdecay.verify`).
 
 Every module that owns parameters directly is timed by a forward pre-hook at its first call; the
 ids of its parameters, read in that order, must never decrease. The first module run must hold
@@ -9,29 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import torch
 from torch import nn
 
-
-def first_run_order(model: nn.Module, run: Callable[[nn.Module], Any]) -> list[str]:
-    """Paths of the parameter-owning modules, in the order a forward pass first calls them."""
-    order: list[str] = []
-    handles = []
-    for path, module in model.named_modules():
-        if any(True for _ in module.parameters(recurse=False)):
-            def hook(mod, args, kwargs=None, path=path):
-                if path not in seen:
-                    seen.add(path)
-                    order.append(path)
-            handles.append(module.register_forward_pre_hook(hook))
-    seen: set[str] = set()
-    try:
-        with torch.no_grad():
-            run(model)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return order
+from hf_timm_layerdecay.verify import first_run_order, module_order_violations
 
 
 def forward_order_violations(model: nn.Module, ids: Mapping[str, int], run: Callable[[nn.Module], Any]) -> list[str]:
@@ -47,24 +28,6 @@ def forward_order_violations(model: nn.Module, ids: Mapping[str, int], run: Call
         if names:
             own[path] = names
     return module_order_violations([p for p in first_run_order(model, run) if p in own], own, ids)
-
-
-def module_order_violations(
-    order: list[str], owned: Mapping[str, list[str]], ids: Mapping[str, int], scope: str = ""
-) -> list[str]:
-    """Where the ids go down along ``order`` (module paths, each in ``owned``: path -> names of
-    its parameters), counting only the modules under ``scope`` when it is given."""
-    problems = []
-    highest, highest_at = -1, None
-    for path in order:
-        if scope and not (path == scope or path.startswith(scope + ".")):
-            continue
-        module_ids = [ids[n] for n in owned[path]]
-        if min(module_ids) < highest:
-            problems.append(f"{path} (id {min(module_ids)}) runs after {highest_at} (id {highest})")
-        if max(module_ids) > highest:
-            highest, highest_at = max(module_ids), path
-    return problems
 
 
 def assert_forward_monotone(model: nn.Module, ids: Mapping[str, int], run: Callable[[nn.Module], Any]) -> None:

@@ -12,10 +12,11 @@ import torch
 import transformers
 from torch import nn
 
-from hf_models import CASES, Case, block_stack_problems, forward_order_problems, tied_names
+from hf_models import CASES, Case, block_stack_problems
 from hf_timm_layerdecay import AutoStrategy, auto_layer_decay, layer_ids
 from hf_timm_layerdecay.adapters import transformers as adapter
 from hf_timm_layerdecay.api import resolve_layer_map
+from hf_timm_layerdecay.verify import forward_order_problems, tied_names
 
 transformers.logging.set_verbosity_error()
 ROOT = Path(__file__).resolve().parents[3]
