@@ -110,9 +110,11 @@ def index_model(model: nn.Module) -> ModelIndex:
     shape_of = {name: tuple(param.shape) for name, param in named}
     if inner is model and not has_internal_levels(names):  # the usual case
         return ModelIndex(model, found, inner, dict(zip(names, names)), shape_of)
-    walks: dict = {}
-    index = ModelIndex(model, found, inner, {}, shape_of, _walks=walks)
-    canonical_by_id = {} if inner is model else {id(p): canonical_name(n) for n, p in index.walk_of(inner).named}
+    walks: dict = {}  # the inner model's walk, kept for the adapters
+    canonical_by_id = {}
+    if inner is not model:
+        walks[id(inner)] = (inner, walk(inner))
+        canonical_by_id = {id(p): canonical_name(n) for n, p in walks[id(inner)][1].named}
     original_shapes = fsdp1_original_shapes(found)
     canonical_of = {}
     for name, param in named:
