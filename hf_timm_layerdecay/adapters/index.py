@@ -83,7 +83,7 @@ class ModelIndex:
         found = self.walk_of(module)
         names = found.names
         return ModelIndex(module, found, module, dict(zip(names, names)),
-                          {name: tuple(param.shape) for name, param in found.named}, _walks=self._walks)
+                          {name: full_shape(param) for name, param in found.named}, _walks=self._walks)
 
     @functools.cached_property
     def adapter(self) -> Optional["Adapter"]:
@@ -91,6 +91,21 @@ class ModelIndex:
         from .registry import find_adapter  # the registry's adapters take indexes: imported late
 
         return find_adapter(self.of(self.inner))
+
+
+def full_shape(param: nn.Parameter) -> tuple[int, ...]:
+    """The parameter's shape; its whole shape when DeepSpeed ZeRO-3 partitioned it (``zero.Init``,
+    the Trainer's ``from_pretrained`` under ZeRO-3), whose tensor is then empty, ``(0,)``, and
+    would look 1-D (not weight-decayed) to the weight-decay rule.
+
+    Example:
+        >>> import torch
+        >>> weight = nn.Parameter(torch.empty(0))
+        >>> weight.ds_shape = torch.Size([4, 4])  # what zero.Init leaves
+        >>> full_shape(weight), full_shape(nn.Parameter(torch.ones(2)))
+        ((4, 4), (2,))
+    """
+    return tuple(getattr(param, "ds_shape", None) or param.shape)
 
 
 def index_model(model: nn.Module) -> ModelIndex:
@@ -107,7 +122,7 @@ def index_model(model: nn.Module) -> ModelIndex:
     inner = unwrap(model)
     names = found.names
     refuse_flat_parameters(named)
-    shape_of = {name: tuple(param.shape) for name, param in named}
+    shape_of = {name: full_shape(param) for name, param in named}
     if inner is model and not has_internal_levels(names):  # the usual case
         return ModelIndex(model, found, inner, dict(zip(names, names)), shape_of)
     walks: dict = {}  # the inner model's walk, kept for the adapters

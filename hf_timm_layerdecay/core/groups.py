@@ -292,9 +292,27 @@ _COPYING_OPTIMIZER_ATTRIBUTES = ("bit16_groups", "fp16_groups")
 
 def holds_copies(optimizer: Any) -> bool:
     """Whether ``optimizer`` keeps copies of the parameters in its ``param_groups`` (DeepSpeed
-    ZeRO 1, 2, 3), so that its groups are read by the ``param_names`` they carry."""
-    return getattr(optimizer, "param_groups", None) is not None and any(
-        isinstance(getattr(optimizer, a, None), list) for a in _COPYING_OPTIMIZER_ATTRIBUTES)
+    ZeRO 1, 2, 3), so that its groups are read by the ``param_names`` they carry; seen through
+    wrappers that hold it as ``.optimizer`` (accelerate's ``DeepSpeedOptimizerWrapper``, which the
+    Trainer trains with).
+
+    Example:
+        >>> class Zero:  # what DeepSpeed's ZeRO optimizers look like
+        ...     param_groups, bit16_groups = [{"params": []}], [[]]
+        >>> class Wrapper:
+        ...     param_groups, optimizer = Zero.param_groups, Zero()
+        >>> holds_copies(Zero()), holds_copies(Wrapper()), holds_copies([{"params": []}])
+        (True, True, False)
+    """
+    if getattr(optimizer, "param_groups", None) is None:
+        return False
+    seen = set()
+    while optimizer is not None and id(optimizer) not in seen:
+        if any(isinstance(getattr(optimizer, a, None), list) for a in _COPYING_OPTIMIZER_ATTRIBUTES):
+            return True
+        seen.add(id(optimizer))
+        optimizer = getattr(optimizer, "optimizer", None)
+    return False
 
 
 def _coverage_by_names(groups: list[dict], named: list) -> Coverage:

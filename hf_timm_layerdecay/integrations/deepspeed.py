@@ -1,7 +1,10 @@
 """What in a DeepSpeed config throws layer decay away, read from the config alone.
 
-DeepSpeed builds its own optimizer from an ``optimizer`` section (the Trainer hands it the model's
-parameters in one group), and its schedulers set the lrs of every group. Which schedulers keep
+DeepSpeed builds its own optimizer from an ``optimizer`` section, from the parameter groups it is
+given (``model_parameters``; the Trainer hands it the model's parameters in one group, which
+``LayerDecayTrainer`` replaces with the layer-decay groups): the types in
+:data:`GROUP_TAKING_OPTIMIZERS` and ``torch.optim`` classes keep every group as given, Muon and
+the muP optimizers make groups of their own. Its schedulers set the lrs of every group. Which schedulers keep
 each group's own lr was measured on DeepSpeed's own classes (``deepspeed.runtime.lr_schedules``,
 ``tests/integrations/test_deepspeed.py``):
 
@@ -16,6 +19,15 @@ each group's own lr was measured on DeepSpeed's own classes (``deepspeed.runtime
 from __future__ import annotations
 
 from typing import Any, Optional
+
+#: 'optimizer' section types that DeepSpeed builds from the parameter groups it is given, each group
+#: as given (``DeepSpeedEngine._configure_basic_optimizer``, DeepSpeed 0.19.8); a ``torch.optim``
+#: class name also is. Muon regroups the parameters itself (``_muon_param_groups``), the muP
+#: optimizers rescale each parameter's lr by its width.
+GROUP_TAKING_OPTIMIZERS = ("adam", "adamw", "adagrad", "lamb", "lion")
+
+#: DeepSpeed's own section types that do not keep the groups they are given.
+_REGROUPING_OPTIMIZERS = ("muon", "muadam", "muadamw", "musgd")
 
 #: WarmupLR without warmup_max_lr warms each group up to its own lr from this DeepSpeed version.
 _OWN_LR_DEFAULT_SINCE = (0, 18)
@@ -34,15 +46,20 @@ def deepspeed_layer_decay_problems(config: dict, deepspeed_version: Optional[str
         []
         >>> deepspeed_layer_decay_problems({"scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": 10}}})
         []
-        >>> len(deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupDecayLR"}}))
+        >>> deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupCosineLR"}})
+        []
+        >>> len(deepspeed_layer_decay_problems({"optimizer": {"type": "Muon"}, "scheduler": {"type": "WarmupDecayLR"}}))
         2
     """
     problems = []
-    if "optimizer" in config:
+    if "optimizer" in config and not takes_param_groups(config["optimizer"]):
+        kind = config["optimizer"].get("type")
         problems.append(
-            "the DeepSpeed config has an 'optimizer' section: DeepSpeed then builds its optimizer with a single "
-            "parameter group and layer decay is lost. Remove the section and set the optimizer through "
-            "TrainingArguments (optim, learning_rate, weight_decay, adam_beta1/2) so the Trainer creates it."
+            f"the DeepSpeed config's 'optimizer' section has type {kind!r}, which makes parameter groups of its own "
+            "(or is not known to keep the groups it is given): layer decay would be lost. Use one of "
+            f"{', '.join(GROUP_TAKING_OPTIMIZERS)} or a torch.optim class there (DeepSpeed builds them from the "
+            "layer-decay groups), or remove the section and set the optimizer through TrainingArguments (optim, "
+            "learning_rate, weight_decay) so the Trainer creates it."
         )
     scheduler = config.get("scheduler")
     if scheduler is not None:
@@ -50,6 +67,24 @@ def deepspeed_layer_decay_problems(config: dict, deepspeed_version: Optional[str
         if problem:
             problems.append(problem)
     return problems
+
+
+def takes_param_groups(section: dict) -> bool:
+    """Whether DeepSpeed builds the optimizer of this ``optimizer`` section from the parameter
+    groups it is given, each kept as given (so layer-decay groups keep their lrs).
+
+    Example:
+        >>> takes_param_groups({"type": "AdamW"}), takes_param_groups({"type": "SGD"}), takes_param_groups({"type": "Muon"})
+        (True, True, False)
+    """
+    import torch
+
+    kind = str(section.get("type", ""))
+    if kind.lower() in GROUP_TAKING_OPTIMIZERS:
+        return True
+    # DeepSpeed reads its own types in any case ("Muon" is its Muon, not torch's) and any other
+    # name as a torch.optim class, case as written
+    return kind.lower() not in _REGROUPING_OPTIMIZERS and isinstance(getattr(torch.optim, kind, None), type)
 
 
 def frozen_group_problem(groups: list[dict], config: dict) -> Optional[str]:

@@ -178,9 +178,10 @@ class LayerDecayMixin:
                 "create_optimizer(model, ..., layer_decay=...) and pass it to a plain Trainer"
             )
         if self.layer_decay is not None and self.is_deepspeed_enabled:
-            config = self.accelerator.state.deepspeed_plugin.hf_ds_config.config
-            for problem in deepspeed_layer_decay_problems(config):
-                warnings.warn(problem, UserWarning, stacklevel=2)
+            problems = deepspeed_layer_decay_problems(self._deepspeed_config())
+            if problems:
+                raise ValueError(f"{type(self).__name__} with layer_decay={self.layer_decay} and this DeepSpeed config: "
+                                 + " Also: ".join(problems))
         if not any(isinstance(c, LayerDecayWatchdog) for c in self.callback_handler.callbacks):
             self.add_callback(LayerDecayWatchdog())
 
@@ -201,7 +202,10 @@ class LayerDecayMixin:
         self._given_layer_decay = value
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
-        """The Trainer's optimizer class and arguments, with layer-decayed parameter groups."""
+        """The Trainer's optimizer class and arguments, with layer-decayed parameter groups (with a
+        DeepSpeed 'optimizer' section: DeepSpeed's optimizer, from those groups)."""
+        if self.layer_decay is not None and type(self.optimizer).__name__ == "DummyOptim":
+            return self._groups_for_deepspeed_section(model)
         if self.optimizer is not None or self.layer_decay is None:
             return call_create_optimizer(super().create_optimizer, self, model)
         opt_model = self.model if model is None else model
@@ -230,6 +234,25 @@ class LayerDecayMixin:
             self.layer_decay, len(groups), max(g["lr"] for g in groups), min(g["lr"] for g in groups),
         )
         return optimizer
+
+    def _deepspeed_config(self) -> dict:
+        return self.accelerator.state.deepspeed_plugin.hf_ds_config.config
+
+    def _groups_for_deepspeed_section(self, model: Optional[nn.Module]) -> Any:
+        """With an 'optimizer' section, transformers hands DeepSpeed an accelerate ``DummyOptim``
+        holding the trainable parameters in one list (``deepspeed_optim_sched``), which accelerate
+        passes to ``deepspeed.initialize`` as ``model_parameters``; the layer-decay groups go there
+        instead, and DeepSpeed builds the section's optimizer from them (the section's lr and
+        weight decay are defaults that every group overrides; the section was checked in
+        ``__init__`` to be a type that keeps the groups)."""
+        opt_model = self.model if model is None else model
+        section_lr = (self._deepspeed_config()["optimizer"].get("params") or {}).get("lr")
+        lr = section_lr if isinstance(section_lr, (int, float)) else self.args.learning_rate  # "auto": filled later
+        groups = self._layer_decay_groups(opt_model, {"lr": lr})
+        self.optimizer.params = groups
+        logger.info("layer decay %s: %d parameter groups for DeepSpeed's %s", self.layer_decay, len(groups),
+                    self._deepspeed_config()["optimizer"].get("type"))
+        return self.optimizer
 
     def _optimizer_cls_and_kwargs(self, model: nn.Module) -> tuple[type, dict]:
         """The Trainer's choice (``optimizer_cls_and_kwargs``, else ``optim``); refused when the
@@ -278,7 +301,7 @@ class LayerDecayMixin:
         config = self.layer_decay_config(no_weight_decay=self._no_weight_decay_names(model))
         groups = auto_layer_decay(model, config, lr=optimizer_kwargs.get("lr", self.args.learning_rate))
         if self.is_deepspeed_enabled:
-            problem = frozen_group_problem(groups, self.accelerator.state.deepspeed_plugin.hf_ds_config.config)
+            problem = frozen_group_problem(groups, self._deepspeed_config())
             if problem:
                 raise ValueError(problem)
         return groups

@@ -160,3 +160,21 @@ def test_layer_map_lists_parameters_in_named_parameters_order():
     names = [name for name, _ in model.named_parameters()]
     assert list(resolve_layer_map(model, "structural").ids) == names
     assert list(resolve_layer_map(model).ids) == names
+
+
+def test_zero3_partitioned_parameters_keep_their_weight_decay():
+    """DeepSpeed's zero.Init (the Trainer's from_pretrained under ZeRO-3) leaves every parameter an
+    empty (0,) tensor with its shape in ``ds_shape``: read by the shape of the tensor, every weight
+    would look 1-D and lose its weight decay (seen with DeepSpeed 0.19.8: all groups ``_no_decay``)."""
+    import torch
+
+    from hf_timm_layerdecay import auto_layer_decay
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    expected = [(g["name"], g["param_names"]) for g in auto_layer_decay(model, lr=1e-3, layer_decay=0.5, weight_decay=0.01)]
+    for param in model.parameters():  # what zero.Init does to each parameter
+        param.ds_shape = param.shape
+        param.data = torch.empty(0)
+    groups = auto_layer_decay(model, lr=1e-3, layer_decay=0.5, weight_decay=0.01)
+    assert [(g["name"], g["param_names"]) for g in groups] == expected
+    assert [g["param_names"] for g in groups if g["weight_decay"] == 0.01] == [["0.weight"], ["2.weight"]]

@@ -1,7 +1,14 @@
-"""``LayerDecayTrainer`` with ``deepspeed=`` (ZeRO stage given on the command line, no optimizer
-section): the Trainer's own optimizer from layer-decayed groups goes to DeepSpeed as its client
-optimizer. Run by ``torchrun --nproc_per_node 2`` on CPUs; writes ``rank<r>.json`` with the lr of
-every group by name after each step and the optimizer's class."""
+"""``LayerDecayTrainer`` with ``deepspeed=``, the ZeRO stage given on the command line, and a mode:
+
+* ``client``: no optimizer section; the Trainer's own optimizer from layer-decayed groups goes to
+  DeepSpeed as its client optimizer;
+* ``section``: an ``AdamW`` optimizer section and a ``WarmupCosineLR`` scheduler section with
+  ``"auto"`` values: DeepSpeed builds both, from the layer-decayed groups. Also records what the
+  library's checks make of the engine's optimizer, the per-layer lrs the Trainer logged, and the
+  refusal of a ``WarmupLR`` section whose ``warmup_max_lr`` is ``"auto"``.
+
+Run by ``torchrun --nproc_per_node 2`` on CPUs; writes ``rank<r>.json`` with the lr of every group
+by name after each step and the optimizer's class."""
 
 import json
 import os
@@ -14,7 +21,9 @@ import deepspeed.ops  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from transformers import TrainerCallback, TrainingArguments  # noqa: E402
 
-from hf_timm_layerdecay import LayerDecayTrainer  # noqa: E402
+from hf_timm_layerdecay import (  # noqa: E402
+    LayerDecayTrainer, LayerDecayTrainingArguments, check_param_groups, layer_decay_report,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
 from trainer_setup import ToyDataset, tiny_bert  # noqa: E402
@@ -28,21 +37,64 @@ class LearningRates(TrainerCallback):
         self.steps.append({g.get("name"): g["lr"] for g in optimizer.param_groups})
 
 
-def main(out: Path, stage: int) -> None:
+SECTIONS = {
+    "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto", "torch_adam": True}},
+    "scheduler": {"type": "WarmupCosineLR",
+                  "params": {"total_num_steps": "auto", "warmup_num_steps": "auto", "warmup_min_ratio": 0.5,
+                             "warmup_type": "linear"}},
+}
+
+
+def make_trainer(out: Path, config: dict, recorder: TrainerCallback) -> LayerDecayTrainer:
+    # warmup_steps fills the sections' "auto" warmup (the linear schedule of the client mode has none)
+    args = LayerDecayTrainingArguments(warmup_steps=2 if "scheduler" in config else 0,
+        output_dir=str(out), learning_rate=1e-3, per_device_train_batch_size=4, max_steps=3, lr_scheduler_type="linear",
+        weight_decay=0.0, report_to=[], deepspeed=config, use_cpu=True, save_strategy="no", disable_tqdm=True,
+        logging_steps=1, log_lr_per_layer=True)
+    return LayerDecayTrainer(model=tiny_bert(layers=2), args=args, train_dataset=ToyDataset(size=32),
+                             layer_decay=0.5, callbacks=[recorder])
+
+
+def checks(trainer: LayerDecayTrainer) -> dict:
+    """What check_param_groups and layer_decay_report make of the prepared optimizer."""
+    try:
+        check_param_groups(trainer.optimizer, trainer.model)
+        check = "ok"
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        check = f"{type(exc).__name__}: {exc}"
+    report = layer_decay_report(trainer.optimizer, trainer.model)
+    return {"check": check, "report": {row.name: [row.tensors, row.elements] for row in report.rows},
+            "logged": [{k: v for k, v in entry.items() if k.startswith("learning_rate")}
+                       for entry in trainer.state.log_history if "learning_rate" in entry]}
+
+
+def refusal(out: Path, stage: int) -> str:
+    """The error for a WarmupLR section that warms every group up to learning_rate ("auto")."""
+    config = {"train_micro_batch_size_per_gpu": "auto", "zero_optimization": {"stage": stage},
+              "scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": "auto", "warmup_num_steps": 2}}}
+    try:
+        make_trainer(out, config, LearningRates())
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def main(out: Path, stage: int, mode: str) -> None:
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no C++ build for the shared-memory comm
     config = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
               "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
-    args = TrainingArguments(output_dir=str(out), learning_rate=1e-3, per_device_train_batch_size=4, max_steps=3,
-                             lr_scheduler_type="linear", weight_decay=0.0, report_to=[], deepspeed=config,
-                             use_cpu=True, save_strategy="no", disable_tqdm=True)
+    if mode == "section":
+        config.update(SECTIONS)
     recorder = LearningRates()
-    trainer = LayerDecayTrainer(model=tiny_bert(layers=2), args=args, train_dataset=ToyDataset(size=32),
-                                layer_decay=0.5, callbacks=[recorder])
+    trainer = make_trainer(out, config, recorder)
     trainer.train()
     record = {"optimizer": type(trainer.optimizer).__name__, "steps": recorder.steps,
-              "deepspeed": trainer.is_deepspeed_enabled}
+              "deepspeed": trainer.is_deepspeed_enabled,
+              "inner": type(getattr(trainer.optimizer, "optimizer", None)).__name__}
+    if mode == "section":
+        record.update(checks(trainer), refusal=refusal(out, stage))
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(record))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "client")

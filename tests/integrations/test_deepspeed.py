@@ -134,3 +134,35 @@ def test_the_trainer_with_a_deepspeed_config_keeps_the_decay(tmp_path):
     assert rank0["steps"] == rank1["steps"] and len(rank0["steps"]) == 3
     for step, lrs in enumerate(rank0["steps"], start=1):  # after step k the linear schedule is at 1 - k / 3
         assert lrs == pytest.approx({f"layer_{i}": LR * (1 - step / 3) * 0.5 ** (3 - i) for i in range(4)}, abs=1e-15)
+
+
+def test_the_trainer_feeds_the_groups_to_deepspeeds_optimizer_and_scheduler_sections_at_zero_3(tmp_path):
+    """``LayerDecayTrainer`` with an ``AdamW`` optimizer section and a ``WarmupCosineLR`` scheduler
+    section (``"auto"`` values), ZeRO-3, two CPU processes: transformers hands DeepSpeed a
+    ``DummyOptim`` with the parameters in one list; the layer-decay groups replace it and DeepSpeed
+    builds AdamW and the schedule from them. The engine's groups are empty (ZeRO-3), the checks read
+    them by name; a WarmupLR section with warmup_max_lr "auto" is refused with the fix."""
+    script = SCRIPT.with_name("deepspeed_trainer.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), str(script), str(tmp_path), "3", "section"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["optimizer"] == "DeepSpeedOptimizerWrapper" and rank0["inner"] == "DeepSpeedZeroOptimizer_Stage3"
+    assert rank0["steps"] == rank1["steps"] and len(rank0["steps"]) == 3
+    # WarmupCosineLR over 3 steps, 2 of linear warmup from 0.5: after step k the ratio is 0.5, 0.75, then the
+    # cosine's end (cos_min_ratio 1e-4); every layer at ratio x 1e-3 x 0.5 ** (3 - id)
+    for ratio, lrs in zip([0.5, 0.75, 1e-4], rank0["steps"]):
+        assert lrs == pytest.approx({f"layer_{i}": LR * ratio * 0.5 ** (3 - i) for i in range(4)}, rel=1e-9)
+    # the Trainer logs the head's lr as learning_rate, every layer's beside it
+    for ratio, logged in zip([0.5, 0.75, 1e-4], rank0["logged"]):
+        assert logged["learning_rate"] == pytest.approx(LR * ratio, rel=1e-9)
+        assert logged["learning_rate_layer_0"] == pytest.approx(LR * ratio / 8, rel=1e-9)
+    # ZeRO-3's groups hold no tensors: check_param_groups / layer_decay_report read their names through
+    # accelerate's wrapper; elements counted whole (ds_numel): embeddings, 2 blocks, pooler + classifier
+    assert rank0["check"] == "ok", rank0["check"]
+    assert rank0["report"] == {"layer_0": [5, 1600], "layer_1": [16, 2224], "layer_2": [16, 2224], "layer_3": [4, 306]}
+    assert rank0["refusal"].startswith("LayerDecayTrainer with layer_decay=0.5 and this DeepSpeed config: the DeepSpeed "
+                                       "scheduler WarmupLR has warmup_max_lr=0.001: it writes that one lr into every")
+    assert "warmup_max_lr is null" in rank0["refusal"]

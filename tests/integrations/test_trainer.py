@@ -297,9 +297,15 @@ def test_arguments_from_the_command_line(tmp_path):
 
 def test_deepspeed_config_problems_are_named():
     assert deepspeed_layer_decay_problems({"zero_optimization": {"stage": 2}, "bf16": {"enabled": True}}) == []
-    problems = deepspeed_layer_decay_problems({"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupDecayLR"}})
-    assert "'optimizer' section" in problems[0] and "single parameter group" in problems[0]
+    # DeepSpeed builds AdamW, Adam, Lamb, Lion, Adagrad and torch.optim classes from the groups it is given
+    for kind in ("AdamW", "adam", "Lamb", "Lion", "Adagrad", "SGD", "RMSprop"):
+        assert deepspeed_layer_decay_problems({"optimizer": {"type": kind}}) == [], kind
+    problems = deepspeed_layer_decay_problems({"optimizer": {"type": "Muon"}, "scheduler": {"type": "WarmupDecayLR"}})
+    assert "'optimizer' section has type 'Muon', which makes parameter groups of its own" in problems[0]
+    assert "adam, adamw, adagrad, lamb, lion or a torch.optim class" in problems[0]
     assert "WarmupDecayLR has warmup_max_lr=0.001" in problems[1] and "lr_scheduler_type" in problems[1]
+    for kind in ("MuAdamW", "NoSuchOptimizer"):
+        assert len(deepspeed_layer_decay_problems({"optimizer": {"type": kind}})) == 1, kind
 
 
 def test_multipliers_and_frozen_parameters_from_the_arguments(tmp_path):
