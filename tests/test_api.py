@@ -17,7 +17,6 @@ from hf_timm_layerdecay import (
     layer_decay_report,
     layer_ids,
 )
-from hf_timm_layerdecay.core.groups import split_by_device_mesh
 
 
 @pytest.fixture(scope="module")
@@ -211,31 +210,3 @@ def test_groups_hold_the_models_own_parameters_without_copies():
     assert torch.allclose(model.fc.weight, before - 0.1)
 
 
-def test_groups_are_split_only_where_their_tensors_sit_on_several_device_meshes(vit):
-    """The real case (transformers' expert + tensor parallelism, fused AdamW) runs under torchrun in
-    tests/integrations/test_distributed.py; here the naming and the no-op on ordinary models."""
-    groups = auto_layer_decay(vit, lr=1e-3)
-    assert split_by_device_mesh(groups) is groups  # no DTensor: nothing to look at
-
-    class Mesh:
-        def __init__(self, *names):
-            self.mesh_dim_names = names
-
-    class Sharded:  # a DTensor's one attribute that matters here, a property of its class
-        def __init__(self, mesh):
-            self.mesh = mesh
-
-        @property
-        def device_mesh(self):
-            return self.mesh
-
-    tp, other_tp, ep = Mesh("tp"), Mesh("tp"), Mesh("efsdp", "ep")
-    params = [Sharded(tp), object(), Sharded(ep), Sharded(other_tp), Sharded(tp)]
-    group = {"name": "layer_2_decay", "layer_id": 2, "lr": 0.25, "weight_decay": 0.05,
-             "params": params, "param_names": list("abcde")}
-    parts = split_by_device_mesh([group, {**group, "name": "layer_3_decay", "params": params[:1], "param_names": ["f"]}])
-    assert [(g["name"], g["param_names"]) for g in parts] == [
-        ("layer_2_decay@tp0", ["a", "e"]), ("layer_2_decay@plain", ["b"]), ("layer_2_decay@efsdp,ep", ["c"]),
-        ("layer_2_decay@tp1", ["d"]), ("layer_3_decay", ["f"]),  # one mesh: kept whole, name unchanged
-    ]
-    assert all((g["layer_id"], g["lr"], g["weight_decay"]) == (2, 0.25, 0.05) for g in parts[:4])

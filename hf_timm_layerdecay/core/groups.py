@@ -74,7 +74,8 @@ def build_param_groups(
         weight_decay: weight decay of the decayed groups.
         is_no_decay: ``(name, parameter) -> bool``, True for parameters without weight decay.
         layer_of: ``name -> layer id``; ``None`` gives the plain two groups.
-        scale_of: ``layer id -> scale``, called once per layer present; ``None`` means 1.0.
+        scale_of: ``layer id -> scale``, called once per group made (a layer with decayed and
+            not-decayed parameters asks twice); ``None`` means 1.0.
         lr: base learning rate; when given every group gets ``lr = lr * scale``.
         lr_mult_of, wd_mult_of: ``name -> multiplier`` of the lr / of the weight decay;
             ``None`` means 1.0. The weight-decay multiplier is asked of decayed parameters only.

@@ -1,5 +1,5 @@
-"""The shared walk of the module tree and the whole-list matchers that replaced per-parameter
-loops: they must give exactly what torch's iterators and the per-name rules give."""
+"""The walk of the module tree and the model index that holds it: exactly what torch's iterators
+give, made once per call."""
 
 import gc
 
@@ -13,7 +13,6 @@ from hf_timm_layerdecay.adapters import walk as walk_module
 from hf_timm_layerdecay.api import resolve_layer_map
 from hf_timm_layerdecay.adapters.index import index_model
 from hf_timm_layerdecay.adapters.walk import collector_paused, walk
-from hf_timm_layerdecay.core.weight_decay import NameMatcher
 
 
 class Tied(nn.Module):
@@ -122,34 +121,6 @@ def test_collector_is_paused_during_the_call_and_restored_after(walks, enabled):
     finally:
         gc.enable()
     assert [collecting for _, collecting in walks] == [False]
-
-
-NAMES = [
-    "pos_embed", "cls_token", "blocks.0.attn.relative_position_bias_table", "blocks.0.attn.qkv.weight",
-    "rel_pos.table", "rel_posx.t", "a", "a.b.c", "a.bb", "head.weight", "head.bias",
-]
-
-
-@pytest.mark.parametrize(
-    "entries",
-    [
-        ["pos_embed", "*.relative_position_bias_table", "nothing"],
-        ["rel_pos", "a.b", "a"],
-        ["a*", "head"],
-        ["head", "h*", "*"],
-        ["*.bias", "blocks.0", "cls_token"],
-        [],
-    ],
-)
-def test_whole_list_matching_equals_asking_name_by_name(entries):
-    one_by_one, at_once = NameMatcher(entries), NameMatcher(entries)
-    assert at_once.matching(NAMES) == {n for n in NAMES if one_by_one(n)}
-    assert at_once.unused == one_by_one.unused
-
-
-def test_whole_list_matching_survives_a_name_with_a_newline():
-    matcher = NameMatcher(["a", "b*"])
-    assert matcher.matching(["a.x", "odd\nname", "bz", "c"]) == {"a.x", "bz"}
 
 
 def test_layer_map_lists_parameters_in_named_parameters_order():
