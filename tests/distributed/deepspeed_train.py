@@ -143,6 +143,10 @@ def main(out: Path) -> None:
     if rank == 0:
         record["plain"] = run_plain()
     (out / f"rank{rank}.json").write_text(json.dumps(record))
+    # both ranks done with every collective before either exits: a rank leaving while gloo's threads
+    # still serve the other aborts it ("terminate called without an active exception")
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

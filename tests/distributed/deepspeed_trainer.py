@@ -94,6 +94,8 @@ def main(out: Path, stage: int, mode: str) -> None:
     if mode == "section":
         record.update(checks(trainer), refusal=refusal(out, stage))
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(record))
+    dist.barrier()  # both ranks done before either exits (see deepspeed_train.py)
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
