@@ -28,6 +28,7 @@ _EXPORTS = {
     "AutoStrategy": ".config",
     "LayerDecayConfig": ".config",
     "create_optimizer": ".integrations.optimizer",
+    "accelerate_optimizer": ".integrations.accelerate",
     "layer_decay_report": ".core.report",
     "LayerDecayReport": ".core.report",
     "check_param_groups": ".core.groups",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .core.report import LayerDecayReport, layer_decay_report
     from .core.scales import LayerDecayError, LayerDecayWarning
     from .integrations.optimizer import create_optimizer
+    from .integrations.accelerate import accelerate_optimizer
     from .core.lr_ratios import check_lr_ratios
     from .adapters.registry import RuleAdapter, register_adapter, unregister_adapter
     from .integrations.callbacks import GradualUnfreezingCallback, LayerDecayWatchdog

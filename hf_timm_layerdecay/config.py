@@ -370,6 +370,18 @@ def option_fields() -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(LayerDecayConfig)
 
 
+def split_options(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``kwargs`` split into layer-decay options (fields of :class:`LayerDecayConfig`) and the
+    rest (an optimizer's own arguments), each in the given order.
+
+    Example:
+        >>> split_options({"betas": (0.9, 0.95), "layer_decay": 0.8})
+        ({'layer_decay': 0.8}, {'betas': (0.9, 0.95)})
+    """
+    options = {name: value for name, value in kwargs.items() if name in _FIELDS}
+    return options, {name: value for name, value in kwargs.items() if name not in _FIELDS}
+
+
 def option_default(name: str) -> Any:
     """The default of one option."""
     return _default(_FIELDS[name])

@@ -22,7 +22,7 @@ PAGE = ROOT / "docs" / "bad_inputs.md"
 #: Order of the areas on the page; modules not listed follow in name order.
 ORDER = [
     "test_bad_silent", "test_bad_run_order", "test_bad_api", "test_bad_decay", "test_bad_strategy",
-    "test_bad_optimizer", "test_bad_report", "test_bad_seed", "test_bad_verify", "test_bad_trainer", "test_bad_cli",
+    "test_bad_optimizer", "test_bad_accelerate", "test_bad_report", "test_bad_seed", "test_bad_verify", "test_bad_trainer", "test_bad_cli",
 ]
 
 HEADER = """\

@@ -18,7 +18,7 @@ each group's own lr was measured on DeepSpeed's own classes (``deepspeed.runtime
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 #: 'optimizer' section types that DeepSpeed builds from the parameter groups it is given, each group
 #: as given (``DeepSpeedEngine._configure_basic_optimizer``, DeepSpeed 0.19.8); a ``torch.optim``
@@ -67,6 +67,17 @@ def deepspeed_layer_decay_problems(config: dict, deepspeed_version: Optional[str
         if problem:
             problems.append(problem)
     return problems
+
+
+def refuse_layer_decay_problems(config: dict, groups: Optional[list[dict]] = None, *, who: str = "layer decay") -> None:
+    """Raise a ``ValueError`` naming every problem of :func:`deepspeed_layer_decay_problems`, and
+    of :func:`frozen_group_problem` when the ``groups`` are given; ``who`` opens the message."""
+    problems = deepspeed_layer_decay_problems(config)
+    frozen = None if groups is None else frozen_group_problem(groups, config)
+    if frozen:
+        problems.append(frozen)
+    if problems:
+        raise ValueError(f"{who} and this DeepSpeed config: " + " Also: ".join(problems))
 
 
 def takes_param_groups(section: dict) -> bool:

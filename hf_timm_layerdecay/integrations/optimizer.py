@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..api import auto_layer_decay, resolve_layer_map
-from ..config import LayerDecayConfig, option_fields
+from ..config import LayerDecayConfig, split_options
 from ..core.checks import check_number
 from ..core.groups import NO_DECAY, group_kind
 from .resume import inner_optimizer, guard_resume
@@ -24,8 +24,6 @@ _SINGLE_GROUP_ONLY = {"lbfgs": "LBFGS supports a single parameter group, so it c
 _LOOKAHEAD = "lookahead_"
 #: timm's Muon family: hidden matrices to Muon, groups marked use_fallback to AdamW.
 _MUON = frozenset({"muon", "nmuon", "adamuon", "nadamuon"})
-#: Keyword arguments of create_optimizer that belong to the groups, not to the optimizer.
-_CONFIG_FIELDS = frozenset(f.name for f in option_fields())
 
 
 def create_optimizer(
@@ -88,7 +86,7 @@ def create_optimizer(
             '"sgd" momentum 0.9 with Nesterov. Say which: momentum=0.9, nesterov=True (timm\'s), or momentum=0 '
             "(torch's)"
         )
-    options = {name: kwargs.pop(name) for name in list(kwargs) if name in _CONFIG_FIELDS}
+    options, kwargs = split_options(kwargs)
     config = LayerDecayConfig.from_options(config, **options)
     groups = auto_layer_decay(model, config, lr=lr)
     if _is_muon(opt):

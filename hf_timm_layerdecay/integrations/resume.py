@@ -26,7 +26,9 @@ def guard_resume(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """Make ``optimizer.load_state_dict`` raise :class:`ResumeMismatchError` when the saved
     groups differ from the current ones in number, names, parameter names or scale.
 
-    Returns the optimizer, so it can wrap a constructor call.
+    Returns the optimizer, so it can wrap a constructor call. Guarding an optimizer twice adds
+    nothing. Under DeepSpeed the hook sits on the optimizer DeepSpeed wraps, which every ZeRO
+    stage's ``load_checkpoint`` loads through.
 
     Example:
         >>> import torch
@@ -42,7 +44,7 @@ def guard_resume(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     target = inner_optimizer(optimizer)
     if target is None:
         logger.warning("%s cannot take a load_state_dict hook: resuming it is not checked", type(optimizer).__name__)
-    else:
+    elif _check_saved_groups not in target._optimizer_load_state_dict_pre_hooks.values():  # guarded once
         target.register_load_state_dict_pre_hook(_check_saved_groups)
     return optimizer
 
@@ -61,7 +63,12 @@ def inner_optimizer(optimizer: Any) -> Any:
 
 
 def _check_saved_groups(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
-    differences = group_differences(state_dict.get("param_groups", []), optimizer.param_groups)
+    refuse_other_groups(state_dict.get("param_groups", []), optimizer.param_groups)
+
+
+def refuse_other_groups(saved: list[dict], current: list[dict]) -> None:
+    """Raise :class:`ResumeMismatchError` naming how the ``saved`` groups differ from ``current``."""
+    differences = group_differences(saved, current)
     if differences:
         shown = "; ".join(differences[:4]) + (f"; ... ({len(differences) - 4} more)" if len(differences) > 4 else "")
         raise ResumeMismatchError(

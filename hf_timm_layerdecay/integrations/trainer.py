@@ -32,7 +32,7 @@ from ..config import LayerDecayConfig, option_default, option_fields, parse_laye
 from ..core.lr_ratios import layer_learning_rates, layer_lr_series
 from ..core.scales import LayerDecay
 from .callbacks import LayerDecayWatchdog
-from .deepspeed import deepspeed_layer_decay_problems, frozen_group_problem
+from .deepspeed import refuse_layer_decay_problems
 from .resume import guard_resume
 
 logger = logging.getLogger(__name__)
@@ -178,10 +178,8 @@ class LayerDecayMixin:
                 "create_optimizer(model, ..., layer_decay=...) and pass it to a plain Trainer"
             )
         if self.layer_decay is not None and self.is_deepspeed_enabled:
-            problems = deepspeed_layer_decay_problems(self._deepspeed_config())
-            if problems:
-                raise ValueError(f"{type(self).__name__} with layer_decay={self.layer_decay} and this DeepSpeed config: "
-                                 + " Also: ".join(problems))
+            refuse_layer_decay_problems(self._deepspeed_config(), who=f"{type(self).__name__} with "
+                                        f"layer_decay={self.layer_decay}")
         if not any(isinstance(c, LayerDecayWatchdog) for c in self.callback_handler.callbacks):
             self.add_callback(LayerDecayWatchdog())
 
@@ -234,6 +232,17 @@ class LayerDecayMixin:
             self.layer_decay, len(groups), max(g["lr"] for g in groups), min(g["lr"] for g in groups),
         )
         return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None) -> Any:
+        """The Trainer's scheduler; under DeepSpeed the optimizer is first guarded against resuming
+        from a checkpoint with other groups. The Trainer asks for the scheduler once DeepSpeed has
+        built the optimizer (from a section, out of ``create_optimizer``'s reach) and before
+        ``deepspeed_load_checkpoint``, which would load the checkpoint's groups unchecked."""
+        target = self.optimizer if optimizer is None else optimizer
+        if (self.layer_decay is not None and self.is_deepspeed_enabled and target is not None
+                and type(target).__name__ != "DummyOptim"):
+            guard_resume(target)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _deepspeed_config(self) -> dict:
         return self.accelerator.state.deepspeed_plugin.hf_ds_config.config
@@ -301,9 +310,8 @@ class LayerDecayMixin:
         config = self.layer_decay_config(no_weight_decay=self._no_weight_decay_names(model))
         groups = auto_layer_decay(model, config, lr=optimizer_kwargs.get("lr", self.args.learning_rate))
         if self.is_deepspeed_enabled:
-            problem = frozen_group_problem(groups, self._deepspeed_config())
-            if problem:
-                raise ValueError(problem)
+            refuse_layer_decay_problems(self._deepspeed_config(), groups,
+                                        who=f"{type(self).__name__} with layer_decay={self.layer_decay}")
         return groups
 
     def layer_decay_config(self, **changes: Any) -> LayerDecayConfig:

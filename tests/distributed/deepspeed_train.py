@@ -6,7 +6,8 @@ single element, fewer than the ranks), a client AdamW and a step-wise torch
 schedule handed to ``deepspeed.initialize``; three steps. Rank 0 also trains the same model
 without DeepSpeed. Writes ``rank<r>.json``: per stage and step the lr of every group by name,
 what ``check_param_groups`` / ``layer_decay_report`` / ``check_lr_ratios`` make of the engine's
-optimizer, and how far each layer moved in the first step.
+optimizer, how far each layer moved in the first step, and what loading the stage's checkpoint
+into an engine whose optimizer has another ``layer_decay`` does.
 """
 
 import json
@@ -21,7 +22,9 @@ import deepspeed.ops  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from hf_timm_layerdecay import auto_layer_decay, check_lr_ratios, check_param_groups, layer_decay_report  # noqa: E402
+from hf_timm_layerdecay import (  # noqa: E402
+    auto_layer_decay, check_lr_ratios, check_param_groups, create_optimizer, layer_decay_report,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
 from trainer_setup import ToyDataset, tiny_bert  # noqa: E402
@@ -74,7 +77,7 @@ def full_weights(model: torch.nn.Module, stage: int) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in params}
 
 
-def run_stage(stage: int) -> dict:
+def run_stage(stage: int, out: Path) -> dict:
     model = model_to_train()
     groups = groups_for(model)
     layers = layer_of(groups)
@@ -103,7 +106,22 @@ def run_stage(stage: int) -> dict:
     record["report"] = {row.name: [row.tensors, row.elements] for row in report.rows}
     record["coverage_ok"] = report.coverage.ok
     record["group_names"] = [g.get("name") for g in ds_optimizer.param_groups]
+    engine.save_checkpoint(str(out / f"zero{stage}"))
+    record["resume"] = resume(stage, config, out / f"zero{stage}")
     return record
+
+
+def resume(stage: int, config: dict, checkpoint: Path) -> str:
+    """DeepSpeed's ``load_checkpoint`` of that stage's checkpoint into an engine whose client
+    optimizer, from ``create_optimizer``, has layer_decay 0.9: the error, or ``"loaded"``."""
+    model = model_to_train()
+    optimizer = create_optimizer(model, "adamw", lr=LR, layer_decay=0.9, weight_decay=0.0, lr_mult=SMALL)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    try:
+        engine.load_checkpoint(str(checkpoint))
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        return f"{type(exc).__name__}: {exc}"
+    return "loaded"
 
 
 def frozen_only_group(stage: int) -> str:
@@ -138,7 +156,7 @@ def main(out: Path) -> None:
     deepspeed.init_distributed(dist_backend="gloo")
     rank = dist.get_rank()
     record = {"rank": rank, "world_size": dist.get_world_size(), "deepspeed": deepspeed.__version__,
-              "stages": {stage: run_stage(stage) for stage in (1, 2, 3)},
+              "stages": {stage: run_stage(stage, out) for stage in (1, 2, 3)},
               "frozen_only_group": {stage: frozen_only_group(stage) for stage in (2, 3)}}
     if rank == 0:
         record["plain"] = run_plain()

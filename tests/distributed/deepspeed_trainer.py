@@ -4,8 +4,9 @@
   DeepSpeed as its client optimizer;
 * ``section``: an ``AdamW`` optimizer section and a ``WarmupCosineLR`` scheduler section with
   ``"auto"`` values: DeepSpeed builds both, from the layer-decayed groups. Also records what the
-  library's checks make of the engine's optimizer, the per-layer lrs the Trainer logged, and the
-  refusal of a ``WarmupLR`` section whose ``warmup_max_lr`` is ``"auto"``.
+  library's checks make of the engine's optimizer, the per-layer lrs the Trainer logged, the
+  refusal of a ``WarmupLR`` section whose ``warmup_max_lr`` is ``"auto"``, and what resuming the
+  run's checkpoint with another ``layer_decay`` does.
 
 Run by ``torchrun --nproc_per_node 2`` on CPUs; writes ``rank<r>.json`` with the lr of every group
 by name after each step and the optimizer's class."""
@@ -45,14 +46,26 @@ SECTIONS = {
 }
 
 
-def make_trainer(out: Path, config: dict, recorder: TrainerCallback) -> LayerDecayTrainer:
+def make_trainer(out: Path, config: dict, recorder: TrainerCallback, layer_decay: float = 0.5,
+                 save: bool = False) -> LayerDecayTrainer:
     # warmup_steps fills the sections' "auto" warmup (the linear schedule of the client mode has none)
     args = LayerDecayTrainingArguments(warmup_steps=2 if "scheduler" in config else 0,
         output_dir=str(out), learning_rate=1e-3, per_device_train_batch_size=4, max_steps=3, lr_scheduler_type="linear",
-        weight_decay=0.0, report_to=[], deepspeed=config, use_cpu=True, save_strategy="no", disable_tqdm=True,
-        logging_steps=1, log_lr_per_layer=True)
+        weight_decay=0.0, report_to=[], deepspeed=config, use_cpu=True, disable_tqdm=True,
+        save_strategy="steps" if save else "no", save_steps=3, logging_steps=1, log_lr_per_layer=True)
     return LayerDecayTrainer(model=tiny_bert(layers=2), args=args, train_dataset=ToyDataset(size=32),
-                             layer_decay=0.5, callbacks=[recorder])
+                             layer_decay=layer_decay, callbacks=[recorder])
+
+
+def resume_with_other_decay(out: Path, config: dict) -> str:
+    """Resuming the run's checkpoint with layer_decay 0.9: the error, or the lrs the run went on with."""
+    recorder = LearningRates()
+    trainer = make_trainer(out, config, recorder, layer_decay=0.9)
+    try:
+        trainer.train(resume_from_checkpoint=str(out / "checkpoint-3"))
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        return f"{type(exc).__name__}: {exc}"
+    return f"resumed: {recorder.steps}"
 
 
 def checks(trainer: LayerDecayTrainer) -> dict:
@@ -86,13 +99,13 @@ def main(out: Path, stage: int, mode: str) -> None:
     if mode == "section":
         config.update(SECTIONS)
     recorder = LearningRates()
-    trainer = make_trainer(out, config, recorder)
+    trainer = make_trainer(out, config, recorder, save=mode == "section")
     trainer.train()
     record = {"optimizer": type(trainer.optimizer).__name__, "steps": recorder.steps,
               "deepspeed": trainer.is_deepspeed_enabled,
               "inner": type(getattr(trainer.optimizer, "optimizer", None)).__name__}
     if mode == "section":
-        record.update(checks(trainer), refusal=refusal(out, stage))
+        record.update(checks(trainer), refusal=refusal(out, stage), resume=resume_with_other_decay(out, config))
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(record))
     dist.barrier()  # both ranks done before either exits (see deepspeed_train.py)
     dist.destroy_process_group()

@@ -104,6 +104,9 @@ def test_zero_stages_1_2_3_keep_every_layer_at_its_lr_on_two_processes(tmp_path)
         # bias by twice the head's lr; exactly as the same step without DeepSpeed
         assert record["moved"] == pytest.approx(rank0["plain"], rel=1e-3)
         assert record["moved"] == pytest.approx({"0": 1.25e-4, "1": 2.5e-4, "2": 5e-4, "3": 2e-3}, rel=0.01)
+        # DeepSpeed's load_checkpoint loads through the client optimizer, which refuses other groups
+        assert record["resume"].startswith("ResumeMismatchError: the checkpoint's optimizer has other parameter groups "
+                                           "than this run: group 0 (layer_0): scale 0.125 in the checkpoint, 0.729 now")
     # a group whose parameters are all frozen: ZeRO-2 fails on it, ZeRO-3 takes it (what frozen_group_problem says)
     assert rank0["frozen_only_group"] == {"2": "IndexError", "3": "ok"}
 
@@ -141,7 +144,8 @@ def test_the_trainer_feeds_the_groups_to_deepspeeds_optimizer_and_scheduler_sect
     section (``"auto"`` values), ZeRO-3, two CPU processes: transformers hands DeepSpeed a
     ``DummyOptim`` with the parameters in one list; the layer-decay groups replace it and DeepSpeed
     builds AdamW and the schedule from them. The engine's groups are empty (ZeRO-3), the checks read
-    them by name; a WarmupLR section with warmup_max_lr "auto" is refused with the fix."""
+    them by name; a WarmupLR section with warmup_max_lr "auto" is refused with the fix, and so is
+    resuming its checkpoint with another layer_decay."""
     script = SCRIPT.with_name("deepspeed_trainer.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(free_port()), str(script), str(tmp_path), "3", "section"]
@@ -166,3 +170,8 @@ def test_the_trainer_feeds_the_groups_to_deepspeeds_optimizer_and_scheduler_sect
     assert rank0["refusal"].startswith("LayerDecayTrainer with layer_decay=0.5 and this DeepSpeed config: the DeepSpeed "
                                        "scheduler WarmupLR has warmup_max_lr=0.001: it writes that one lr into every")
     assert "warmup_max_lr is null" in rank0["refusal"]
+    # resuming that run's checkpoint with layer_decay 0.9 is refused before DeepSpeed loads it, on both
+    # ranks (the optimizer DeepSpeed built from the section is guarded once it exists)
+    for record in (rank0, rank1):
+        assert record["resume"].startswith("ResumeMismatchError: the checkpoint's optimizer has other parameter "
+                                           "groups than this run: group 0 (layer_0): scale 0.125 in the checkpoint")

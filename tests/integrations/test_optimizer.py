@@ -103,3 +103,13 @@ def test_resuming_with_other_groups_is_refused_even_through_a_wrapper():
     regrouped = create_optimizer(model(), "adamw", lr=0.01, layer_decay=None)
     with pytest.raises(ResumeMismatchError, match="8 groups in the checkpoint, 2 now"):
         regrouped.load_state_dict(saved)
+
+
+def test_guarding_an_optimizer_twice_checks_once():
+    # the Trainer guards DeepSpeed's optimizer again when it asks for the scheduler
+    from hf_timm_layerdecay.integrations.resume import guard_resume
+
+    optimizer = create_optimizer(model(), "adamw", lr=0.01, layer_decay=0.5)
+    hooks = len(optimizer._optimizer_load_state_dict_pre_hooks)
+    assert guard_resume(guard_resume(optimizer)) is optimizer
+    assert len(optimizer._optimizer_load_state_dict_pre_hooks) == hooks == 1
