@@ -75,7 +75,7 @@ def accelerate_optimizer(
             refuse_layer_decay_problems(ds_config, optimizer.param_groups, who="accelerate_optimizer")
         return optimizer
 
-    from accelerate.utils import DummyOptim
+    from accelerate.utils.deepspeed import DummyOptim  # exported by accelerate.utils only when DeepSpeed is installed
 
     section = ds_config["optimizer"]
     options, extra = split_options(kwargs)
