@@ -60,7 +60,8 @@ def accelerate_optimizer(
         ValueError: the DeepSpeed config would lose the decay (a section optimizer that makes
             its own groups, a scheduler section that writes one lr into every group, groups ZeRO
             1/2 cannot take), ``opt`` or optimizer arguments beside an ``optimizer`` section
-            (which would ignore them), or a section ``lr`` other than ``lr``.
+            (which would ignore them), or a section ``lr`` / ``weight_decay`` other than
+            ``lr`` / ``weight_decay`` (which the groups would override).
 
     After ``prepare``, ``check_lr_ratios(optimizer)`` reads the lrs DeepSpeed's optimizer really
     holds, ZeRO-3's empty groups included (by their ``param_names``). ``accelerator.load_state``
@@ -86,14 +87,17 @@ def accelerate_optimizer(
             f"with the section's arguments, and {given} would be ignored. Leave them out, or remove the section so that "
             "the optimizer is built here"
         )
-    section_lr = (section.get("params") or {}).get("lr", "auto")
-    if section_lr != "auto" and not math.isclose(float(section_lr), lr):
-        raise ValueError(
-            f"the DeepSpeed 'optimizer' section has lr {section_lr} and accelerate_optimizer got lr={lr}: every group "
-            f"carries lr={lr} x its layer's scale and overrides the section's. Set the section's lr to \"auto\" or "
-            f"{lr}"
-        )
     config = LayerDecayConfig.from_options(config, **options)
+    # accelerate fills only "auto" values, and every group overrides the section's (transformers'
+    # Trainer refuses such a mismatch itself, accelerate does not)
+    for key, ours in (("lr", lr), ("weight_decay", config.weight_decay)):
+        given = (section.get("params") or {}).get(key, "auto")
+        if given != "auto" and not math.isclose(float(given), ours):
+            raise ValueError(
+                f"the DeepSpeed 'optimizer' section has {key} {given} and accelerate_optimizer got {key}={ours}: every "
+                f"group carries its own {key} from {ours} and overrides the section's. Set the section's {key} to "
+                f"\"auto\" or {ours}"
+            )
     groups = auto_layer_decay(model, config, lr=lr)
     refuse_layer_decay_problems(ds_config, groups, who="accelerate_optimizer")
     accelerator.register_load_state_pre_hook(refuse_other_groups_after_load(accelerator, model, groups))
