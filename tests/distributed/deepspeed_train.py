@@ -97,18 +97,24 @@ def run_stage(stage: int, out: Path) -> dict:
         if step == 0:
             record["moved"] = moved_per_layer(before, full_weights(engine.module, stage), layers)
         record["steps"].append({"lrs": lrs, "problems": check_lr_ratios(ds_optimizer, warn=False)})
-    try:
-        check_param_groups(ds_optimizer, engine.module)
-        record["check"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
-        record["check"] = f"{type(exc).__name__}: {exc}"
-    report = layer_decay_report(ds_optimizer, engine.module)
-    record["report"] = {row.name: [row.tensors, row.elements] for row in report.rows}
-    record["coverage_ok"] = report.coverage.ok
+    record.update(checks(ds_optimizer, engine.module))
     record["group_names"] = [g.get("name") for g in ds_optimizer.param_groups]
     engine.save_checkpoint(str(out / f"zero{stage}"))
     record["resume"] = resume(stage, config, out / f"zero{stage}")
     return record
+
+
+def checks(optimizer, model: torch.nn.Module) -> dict:
+    """What ``check_param_groups`` (``"ok"`` or the error) and ``layer_decay_report`` (tensors and
+    elements per group, coverage) make of a DeepSpeed optimizer and its model."""
+    try:
+        check_param_groups(optimizer, model)
+        check = "ok"
+    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        check = f"{type(exc).__name__}: {exc}"
+    report = layer_decay_report(optimizer, model)
+    return {"check": check, "report": {row.name: [row.tensors, row.elements] for row in report.rows},
+            "coverage_ok": report.coverage.ok}
 
 
 def resume(stage: int, config: dict, checkpoint: Path) -> str:

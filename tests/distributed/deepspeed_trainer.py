@@ -20,13 +20,13 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import deepspeed.ops  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from transformers import TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
-from hf_timm_layerdecay import (  # noqa: E402
-    LayerDecayTrainer, LayerDecayTrainingArguments, check_param_groups, layer_decay_report,
-)
+from hf_timm_layerdecay import LayerDecayTrainer, LayerDecayTrainingArguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deepspeed_train import checks  # noqa: E402
 from trainer_setup import ToyDataset, tiny_bert  # noqa: E402
 
 
@@ -68,15 +68,10 @@ def resume_with_other_decay(out: Path, config: dict) -> str:
     return f"resumed: {recorder.steps}"
 
 
-def checks(trainer: LayerDecayTrainer) -> dict:
-    """What check_param_groups and layer_decay_report make of the prepared optimizer."""
-    try:
-        check_param_groups(trainer.optimizer, trainer.model)
-        check = "ok"
-    except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
-        check = f"{type(exc).__name__}: {exc}"
-    report = layer_decay_report(trainer.optimizer, trainer.model)
-    return {"check": check, "report": {row.name: [row.tensors, row.elements] for row in report.rows},
+def trainer_checks(trainer: LayerDecayTrainer) -> dict:
+    """What check_param_groups and layer_decay_report make of the prepared optimizer, and the
+    per-layer lrs the Trainer logged."""
+    return {**checks(trainer.optimizer, trainer.model),
             "logged": [{k: v for k, v in entry.items() if k.startswith("learning_rate")}
                        for entry in trainer.state.log_history if "learning_rate" in entry]}
 
@@ -105,7 +100,7 @@ def main(out: Path, stage: int, mode: str) -> None:
               "deepspeed": trainer.is_deepspeed_enabled,
               "inner": type(getattr(trainer.optimizer, "optimizer", None)).__name__}
     if mode == "section":
-        record.update(checks(trainer), refusal=refusal(out, stage), resume=resume_with_other_decay(out, config))
+        record.update(trainer_checks(trainer), refusal=refusal(out, stage), resume=resume_with_other_decay(out, config))
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(record))
     dist.barrier()  # both ranks done before either exits (see deepspeed_train.py)
     dist.destroy_process_group()
